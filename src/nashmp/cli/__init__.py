@@ -1,0 +1,1 @@
+"""The ``nashmp`` command line: a thin layer over the Python API."""

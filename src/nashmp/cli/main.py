@@ -1,0 +1,199 @@
+"""``nashmp`` command line: ``solve``, ``run`` and ``compare`` over the exact layer.
+
+Examples::
+
+    nashmp solve --preference P.npy --ref ref.npy --beta 0.1 --out star.npy
+    nashmp run --preference P.npy --ref ref.npy --beta 0.1 --algo nash-mp --queries 200 --out runs/a
+    nashmp compare --family cyclic --n 60 --games 8 --beta 0.01 --queries 3000 --out runs/demo
+
+Bad input files or arguments exit with status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EquilibriumNotCertifiedError, InvalidParameterError, NashMPValueError
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """An error reported as a single line with exit status 2."""
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"{what} file not found: {path}")
+    try:
+        if p.suffix == ".csv":
+            return np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=1)
+        return np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+    except Exception as exc:  # numpy raises several types for corrupt files
+        raise CLIError(f"cannot read {what} from {path}: {exc}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``[algo:]key=value`` → {algo or '*': {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"--param expects [ALGO:]KEY=VALUE, got {item!r}")
+        lhs, value = item.split("=", 1)
+        algo, _, key = lhs.rpartition(":")
+        out.setdefault(algo or "*", {})[key.replace("-", "_")] = _parse_value(value)
+    return out
+
+
+def _params_for(algo: str, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {**params.get("*", {}), **params.get(algo, {})}
+
+
+def _add_game_args(p: argparse.ArgumentParser, family_allowed: bool = True) -> None:
+    g = p.add_argument_group("game")
+    g.add_argument("--preference", help="P as .npy (n,n) or (X,n,n), or .csv (n,n)")
+    g.add_argument("--ref", help="π_ref as .npy (n,) or (X,n), or .csv")
+    g.add_argument("--weights", help="context weights ρ as .npy (X,) (optional)")
+    g.add_argument("--beta", type=float, required=True, help="regularisation β > 0")
+    if family_allowed:
+        from ..games import FAMILIES
+
+        g.add_argument("--family", choices=sorted(FAMILIES), help="generate a game family instead of files")
+        g.add_argument("--n", type=int, default=30, help="responses per game (with --family)")
+        g.add_argument("--games", type=int, default=1, help="number of games/contexts (with --family)")
+        g.add_argument("--seed", type=int, default=0, help="generator seed (with --family)")
+
+
+def _game_from_args(args: argparse.Namespace) -> Any:
+    from ..games import PreferenceGame, make_game
+
+    family = getattr(args, "family", None)
+    if family and (args.preference or args.ref):
+        raise CLIError("give either --family or --preference/--ref, not both")
+    if family:
+        return make_game(family, args.n, args.beta, num_games=args.games, seed=args.seed)
+    if not args.preference or not args.ref:
+        raise CLIError("--preference and --ref are required (or --family to generate a game)")
+    P = _load_array(args.preference, "preference")
+    ref = _load_array(args.ref, "reference")
+    weights = _load_array(args.weights, "weights") if args.weights else None
+    return PreferenceGame(P, ref, args.beta, weights)
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from ..equilibrium import solve_equilibrium
+
+    game = _game_from_args(args)
+    eq = solve_equilibrium(game, tol=args.tol)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, eq.policy)
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "certificate": eq.certificate,
+                "newton_steps": eq.newton_steps,
+                "contexts": game.num_contexts,
+                "n": game.num_responses,
+                "beta": game.beta,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..runner import run
+
+    game = _game_from_args(args)
+    params = _params_for(args.algo, _parse_params(args.param))
+    traj = run(game, args.algo, args.queries, record_every=args.record_every, progress=not args.no_progress, **params)
+    out = Path(args.out)
+    traj.write_csv(out / "metrics.csv")
+    np.save(out / "policy.npy", game.unbatch(np.exp(traj.final.log_policy)))
+    final = {k: float(v[-1]) for k, v in traj.metrics.items() if not k.endswith("_max")}
+    print(json.dumps({"out": str(out), "algorithm": traj.algorithm, "queries": int(traj.queries[-1]), **final}))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    game = _game_from_args(args)
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    summary = compare(
+        game,
+        algos,
+        args.queries,
+        Path(args.out),
+        params=_parse_params(args.param),
+        progress=not args.no_progress,
+        title=args.title or "",
+    )
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..algorithms import ALGORITHMS
+
+    parser = argparse.ArgumentParser(prog="nashmp", description="Nash Learning from Human Feedback: exact layer.")
+    parser.add_argument("--version", action="version", version="nashmp 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("solve", help="solve and certify π*_β; writes it as .npy")
+    _add_game_args(s)
+    s.add_argument("--tol", type=float, default=1e-10, help="certificate tolerance")
+    s.add_argument("--out", required=True, help="output .npy for π*_β")
+    s.set_defaults(func=cmd_solve)
+
+    r = sub.add_parser("run", help="run one algorithm; writes OUT/metrics.csv and OUT/policy.npy")
+    _add_game_args(r)
+    r.add_argument("--algo", required=True, choices=sorted(ALGORITHMS))
+    r.add_argument("--queries", type=int, required=True, help="preference-query budget N")
+    r.add_argument("--param", action="append", metavar="KEY=VALUE", help="algorithm parameter, e.g. eta=0.2")
+    r.add_argument("--record-every", type=int, default=1)
+    r.add_argument("--out", required=True)
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="several algorithms on one game: CSV, PNG plot and markdown summary")
+    _add_game_args(c)
+    c.add_argument("--algos", default="nash-mp,adaptive-nash-mp,egpo,omd,onpo,nash-md,mpo,online-ipo")
+    c.add_argument("--queries", type=int, required=True)
+    c.add_argument("--param", action="append", metavar="[ALGO:]KEY=VALUE", help="e.g. omd:eta=0.5")
+    c.add_argument("--title")
+    c.add_argument("--out", required=True)
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CLIError, NashMPValueError, EquilibriumNotCertifiedError, InvalidParameterError, OSError) as exc:
+        print(f"nashmp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

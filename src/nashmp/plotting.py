@@ -1,0 +1,60 @@
+"""Plots of metric trajectories (matplotlib, Agg backend: works headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .runner import Trajectory
+
+__all__ = ["plot_trajectories", "theory_kl_line"]
+
+PANELS = (("kl_to_star", "KL(π*‖π)"), ("exploitability", "exploitability E_β"), ("span", "span ‖log π − log π*‖"))
+
+
+def theory_kl_line(queries: np.ndarray, beta: float, kl0: float) -> np.ndarray:
+    """Nash-MP's bound KL(π*‖π_0)·(1+2β)^{-N/2} at N queries."""
+    return kl0 * (1.0 + 2.0 * beta) ** (-np.asarray(queries, dtype=float) / 2.0)
+
+
+def plot_trajectories(trajectories: Sequence[Trajectory], path: str | Path, title: str = "") -> Path:
+    """Three log-scale panels (KL, exploitability, span) versus preference queries, one line per run.
+
+    Each panel also shows the theoretical (1+2β)^{-N/2} rate, anchored at the initial value.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    floor = 1e-16
+    for ax, (key, label) in zip(axes, PANELS, strict=True):
+        for tr in trajectories:
+            if key in tr.metrics:
+                ax.plot(tr.queries, np.maximum(tr.metrics[key], floor), label=tr.algorithm, lw=1.4)
+        tr0 = trajectories[0]
+        if key in tr0.metrics:
+            qmax = max(int(t.queries[-1]) for t in trajectories)
+            q = np.linspace(0, qmax, 200)
+            ax.plot(
+                q,
+                np.maximum(theory_kl_line(q, tr0.beta, float(tr0.metrics[key][0])), floor),
+                "k--",
+                lw=1,
+                label="(1+2β)^{-N/2}",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("preference queries N")
+        ax.set_title(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

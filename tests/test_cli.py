@@ -1,0 +1,206 @@
+"""The ``nashmp`` CLI: outputs, and one-line errors (exit 2, no traceback) for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nashmp
+from nashmp.cli.main import main
+
+from .conftest import P3, REF3
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    np.save(tmp_path / "P.npy", P3)
+    np.save(tmp_path / "ref.npy", REF3)
+    return {"P": tmp_path / "P.npy", "ref": tmp_path / "ref.npy", "dir": tmp_path}
+
+
+def test_solve_writes_certified_equilibrium(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = files["dir"] / "star.npy"
+    assert (
+        main(["solve", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1", "--out", str(out)])
+        == 0
+    )
+    np.testing.assert_allclose(np.load(out), [0.351925, 0.206245, 0.441830], atol=1e-6)
+    report = json.loads(capsys.readouterr().out)
+    assert report["certificate"] <= 1e-10
+
+
+def test_run_writes_metrics_csv(files: dict[str, Path]) -> None:
+    out = files["dir"] / "run"
+    argv = ["run", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1"]
+    assert main([*argv, "--algo", "nash-mp", "--queries", "10", "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
+    assert {"queries", "kl_to_star", "exploitability", "span"} <= set(rows[0])
+    assert float(rows[-1]["kl_to_star"]) == pytest.approx(0.01582, rel=1e-3)
+    assert (
+        main([*argv, "--algo", "omd", "--queries", "3", "--param", "eta=0.5", "--out", str(out), "--no-progress"]) == 0
+    )
+
+
+def test_compare_writes_csv_png_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cmp"
+    argv = ["compare", "--family", "cyclic", "--n", "9", "--games", "2", "--beta", "0.1", "--queries", "60"]
+    assert (
+        main([*argv, "--algos", "nash-mp,omd,egpo", "--param", "omd:eta=2.0", "--out", str(out), "--no-progress"]) == 0
+    )
+    assert (out / "compare.png").stat().st_size > 10_000
+    text = (out / "summary.md").read_text()
+    assert "| nash-mp |" in text and "| omd |" in text
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
+    assert {r["algorithm"] for r in rows} == {"nash-mp", "omd", "egpo"}
+    assert "nash-mp" in capsys.readouterr().out
+
+
+def _bad(tmp: Path, name: str, arr: object) -> str:
+    np.save(tmp / name, np.asarray(arr))
+    return str(tmp / name)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "file not found"),
+        ("corrupt", "cannot read"),
+        ("asym", "P(y≻y') + P(y'≻y) = 1"),
+        ("range", "[0, 1]"),
+        ("nan", "NaN"),
+        ("square", "square"),
+        ("ref_sum", "sum to 1"),
+        ("ref_shape", "shape"),
+        ("beta", "beta"),
+        ("eta", "eta"),
+        ("param", "KEY=VALUE"),
+        ("both", "either --family"),
+        ("family_opt", "multiple of 3"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    files: dict[str, Path], case: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = files["dir"]
+    P, ref, beta = str(files["P"]), str(files["ref"]), "0.1"
+    extra: list[str] = []
+    if case == "missing":
+        P = str(tmp / "nope.npy")
+    elif case == "corrupt":
+        (tmp / "bad.npy").write_bytes(b"not a numpy file")
+        P = str(tmp / "bad.npy")
+    elif case == "asym":
+        P = _bad(tmp, "a.npy", [[0.5, 0.9], [0.9, 0.5]])
+        ref = _bad(tmp, "r2.npy", [0.5, 0.5])
+    elif case == "range":
+        P = _bad(tmp, "a.npy", [[0.5, 1.5], [-0.5, 0.5]])
+        ref = _bad(tmp, "r2.npy", [0.5, 0.5])
+    elif case == "nan":
+        P = _bad(tmp, "a.npy", [[0.5, np.nan], [0.5, 0.5]])
+        ref = _bad(tmp, "r2.npy", [0.5, 0.5])
+    elif case == "square":
+        P = _bad(tmp, "a.npy", np.full((2, 3), 0.5))
+    elif case == "ref_sum":
+        ref = _bad(tmp, "r.npy", [0.5, 0.5, 0.5])
+    elif case == "ref_shape":
+        ref = _bad(tmp, "r.npy", [0.5, 0.5])
+    elif case == "beta":
+        beta = "-1"
+    elif case == "eta":
+        extra = ["--param", "eta=0"]
+    elif case == "param":
+        extra = ["--param", "eta"]
+    elif case == "both":
+        extra = ["--family", "random"]
+    argv = [
+        "run",
+        "--preference",
+        P,
+        "--ref",
+        ref,
+        "--beta",
+        beta,
+        "--algo",
+        "nash-mp",
+        "--queries",
+        "4",
+        "--out",
+        str(tmp / "o"),
+        "--no-progress",
+        *extra,
+    ]
+    if case == "family_opt":
+        argv = [
+            "run",
+            "--family",
+            "rps",
+            "--n",
+            "8",
+            "--beta",
+            "0.1",
+            "--algo",
+            "nash-mp",
+            "--queries",
+            "4",
+            "--out",
+            str(tmp / "o"),
+        ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("nashmp: error:")
+
+
+def test_cli_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    P = tmp_path / "P.npy"
+    np.save(P, [[0.5, 0.2], [0.2, 0.5]])
+    np.save(tmp_path / "r.npy", [0.5, 0.5])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nashmp.cli.main",
+            "solve",
+            "--preference",
+            str(P),
+            "--ref",
+            str(tmp_path / "r.npy"),
+            "--beta",
+            "0.1",
+            "--out",
+            str(tmp_path / "s.npy"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_cli_unknown_algorithm_is_rejected_by_argparse(files: dict[str, Path]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "run",
+                "--preference",
+                str(files["P"]),
+                "--ref",
+                str(files["ref"]),
+                "--beta",
+                "0.1",
+                "--algo",
+                "nash-q",
+                "--queries",
+                "4",
+                "--out",
+                "x",
+            ]
+        )
+    assert exc.value.code == 2
+    assert "nash-mp" in nashmp.ALGORITHMS
