@@ -198,7 +198,7 @@ def test_mirror_prox_gap_nonpositive_at_two_beta(game: PreferenceGame, seed: int
     query, _ = _counting(game)
     for eta in (2 * game.beta, game.beta):
         lh, ln, g0, g1 = nash_mp_iteration(game, lp, eta, query)
-        assert mirror_prox_gap(lp, lh, ln, g0, g1, game.beta, game.beta / eta)[0] <= 1e-12
+        assert mirror_prox_gap(lp, lh, ln, g0, g1, game.beta, game.beta / eta)[0][0] <= 1e-12
 
 
 @given(games(max_n=12, min_beta=1e-2, max_beta=1.0))

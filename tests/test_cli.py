@@ -183,24 +183,21 @@ def test_cli_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_cli_unknown_algorithm_is_rejected_by_argparse(files: dict[str, Path]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--algo", "nash-q"],
+        ["--algo", "nash-mp", "--beta", "abc"],
+        ["--algo", "nash-mp", "--queries", "1.5"],
+    ],
+)
+def test_cli_argument_errors_are_one_line(
+    files: dict[str, Path], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["run", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1"]
     with pytest.raises(SystemExit) as exc:
-        main(
-            [
-                "run",
-                "--preference",
-                str(files["P"]),
-                "--ref",
-                str(files["ref"]),
-                "--beta",
-                "0.1",
-                "--algo",
-                "nash-q",
-                "--queries",
-                "4",
-                "--out",
-                "x",
-            ]
-        )
+        main([*base, "--queries", "4", "--out", "x", *argv])
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error:") and err.count("\n") == 1
     assert "nash-mp" in nashmp.ALGORITHMS

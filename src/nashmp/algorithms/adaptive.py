@@ -28,7 +28,7 @@ from .._numerics import kl_from_logs
 from ..errors import InvalidParameterError
 from ..games.game import PreferenceGame, check_positive
 from .base import Algorithm, Query, State
-from .prox import regularized_prox
+from .nash_mp import nash_mp_iteration
 
 __all__ = ["adaptive_nash_mp", "mirror_prox_gap"]
 
@@ -41,21 +41,11 @@ def mirror_prox_gap(
     g1: np.ndarray,
     beta: float,
     tau: np.ndarray | float,
-) -> np.ndarray:
-    """δ_k per context (see the module docstring); ≤ 0 certifies the 1/(1+η) contraction."""
-    return _gap_terms(log_pi, log_half, log_new, g0, g1, beta, tau)[0]
-
-
-def _gap_terms(
-    log_pi: np.ndarray,
-    log_half: np.ndarray,
-    log_new: np.ndarray,
-    g0: np.ndarray,
-    g1: np.ndarray,
-    beta: float,
-    tau: np.ndarray | float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(δ_k, scale): scale bounds the magnitude of the terms of δ, for a rounding-aware test."""
+    """(δ_k, scale) per context (see the module docstring); δ_k ≤ 0 certifies the 1/(1+η) contraction.
+
+    ``scale`` bounds the magnitude of the terms of δ_k, for a rounding-aware sign test.
+    """
     prod = (np.exp(log_new) - np.exp(log_half)) * (g1 - g0)
     tau_x = np.ravel(np.broadcast_to(tau, (log_pi.shape[0], 1)))
     kl_half = tau_x * kl_from_logs(log_half, log_pi)
@@ -63,7 +53,7 @@ def _gap_terms(
     return prod.sum(-1) - kl_half - kl_new, np.abs(prod).sum(-1) + kl_half + kl_new
 
 
-def adaptive_nash_mp(grow: float = 2.0, shrink: float = 4.0, eta_max: float = 1e6, max_retries: int = 30) -> Algorithm:
+def adaptive_nash_mp(grow: float = 2.0, shrink: float = 4.0, eta_max: float = 1e6) -> Algorithm:
     """Nash-MP whose step grows while the mirror-prox certificate δ_k ≤ 0 holds."""
     check_positive("grow", grow)
     check_positive("eta_max", eta_max)
@@ -83,14 +73,11 @@ def adaptive_nash_mp(grow: float = 2.0, shrink: float = 4.0, eta_max: float = 1e
         g0 = query(np.exp(lp))
         retries = 0
         while True:
-            tau = b / eta
-            half = regularized_prox(game, lp, g0, tau)
-            g1 = query(np.exp(half))
-            new = regularized_prox(game, lp, g1, tau)
-            delta, scale = _gap_terms(lp, half, new, g0, g1, b, tau)
+            half, new, _, g1 = nash_mp_iteration(game, lp, eta, query, payoff_center=g0)
+            delta, scale = mirror_prox_gap(lp, half, new, g0, g1, b, b / eta)
             # δ is a difference of O(KL) terms: allow relative rounding noise; at η = 2β the theorem applies.
             ok = (delta <= 1e-9 * scale) | (eta[:, 0] <= floor * (1 + 1e-12))
-            if ok.all() or retries >= max_retries:
+            if ok.all():  # terminates: η reaches the always-accepted floor 2β after finitely many shrinks
                 break
             retries += 1
             eta = np.where(ok[:, None], eta, np.maximum(eta / shrink, floor))

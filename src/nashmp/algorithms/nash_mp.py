@@ -23,11 +23,18 @@ __all__ = ["nash_mp", "nash_mp_iteration"]
 
 
 def nash_mp_iteration(
-    game: PreferenceGame, log_pi: np.ndarray, eta: float | np.ndarray, query: Query
+    game: PreferenceGame,
+    log_pi: np.ndarray,
+    eta: float | np.ndarray,
+    query: Query,
+    payoff_center: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One Nash-MP iteration. Returns ``(log π_{k+1/2}, log π_{k+1}, Pπ_k, Pπ_{k+1/2})``."""
+    """One Nash-MP iteration. Returns ``(log π_{k+1/2}, log π_{k+1}, Pπ_k, Pπ_{k+1/2})``.
+
+    ``payoff_center`` (Pπ_k, if already queried) saves the first query; ``eta`` may be per context ``(X, 1)``.
+    """
     w = game.beta / eta
-    g0 = query(np.exp(log_pi))
+    g0 = query(np.exp(log_pi)) if payoff_center is None else payoff_center
     log_half = regularized_prox(game, log_pi, g0, w)
     g1 = query(np.exp(log_half))
     return log_half, regularized_prox(game, log_pi, g1, w), g0, g1

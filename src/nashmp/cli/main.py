@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -27,6 +27,13 @@ __all__ = ["main", "build_parser"]
 
 class CLIError(Exception):
     """An error reported as a single line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``nashmp: error: ...``) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"nashmp: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _load_array(path: str, what: str) -> np.ndarray:
@@ -153,9 +160,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ..algorithms import ALGORITHMS
 
-    parser = argparse.ArgumentParser(prog="nashmp", description="Nash Learning from Human Feedback: exact layer.")
+    parser = _Parser(prog="nashmp", description="Nash Learning from Human Feedback: exact layer.")
     parser.add_argument("--version", action="version", version="nashmp 0.1.0")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("solve", help="solve and certify π*_β; writes it as .npy")
     _add_game_args(s)
