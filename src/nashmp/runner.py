@@ -145,7 +145,7 @@ def run(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=budget, desc=algorithm.name, unit="q", leave=False)
+        bar = tqdm(total=budget, desc=algorithm.name, unit="q", leave=False, disable=None)  # off when not a TTY
     kl = record()
     while count < budget and not (stop_kl is not None and kl <= stop_kl):
         before = count
