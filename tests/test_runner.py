@@ -66,6 +66,7 @@ def test_public_api_is_pinned() -> None:
             "fixed_point_residual", "METRICS", "ALGORITHMS", "Algorithm", "State", "make_algorithm", "prox_step",
             "run", "Trajectory", "queries_to_reach", "NashMPValueError", "InvalidPreferenceError",
             "InvalidReferenceError", "InvalidParameterError", "InvalidPolicyError", "EquilibriumNotCertifiedError",
+            "InvalidOracleOutputError", "PreferenceOracle", "GameOracle", "NoisyOracle", "CallableOracle",
             "__version__",
         ]
     )  # fmt: skip

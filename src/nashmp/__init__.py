@@ -8,6 +8,7 @@ from .algorithms import ALGORITHMS, Algorithm, State, make_algorithm, prox_step
 from .equilibrium import Equilibrium, fixed_point_residual, solve_equilibrium
 from .errors import (
     EquilibriumNotCertifiedError,
+    InvalidOracleOutputError,
     InvalidParameterError,
     InvalidPolicyError,
     InvalidPreferenceError,
@@ -16,6 +17,7 @@ from .errors import (
 )
 from .games import FAMILIES, PreferenceGame, make_game, stack_games
 from .metrics import METRICS
+from .oracles import CallableOracle, GameOracle, NoisyOracle, PreferenceOracle
 from .runner import Trajectory, queries_to_reach, run
 
 __version__ = "0.1.0"
@@ -43,5 +45,10 @@ __all__ = [
     "InvalidParameterError",
     "InvalidPolicyError",
     "EquilibriumNotCertifiedError",
+    "InvalidOracleOutputError",
+    "PreferenceOracle",
+    "GameOracle",
+    "NoisyOracle",
+    "CallableOracle",
     "__version__",
 ]

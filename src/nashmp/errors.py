@@ -13,6 +13,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidPolicyError",
     "EquilibriumNotCertifiedError",
+    "InvalidOracleOutputError",
 ]
 
 
@@ -38,3 +39,7 @@ class InvalidPolicyError(NashMPValueError):
 
 class EquilibriumNotCertifiedError(RuntimeError):
     """The equilibrium solver could not push its fixed-point certificate below the tolerance."""
+
+
+class InvalidOracleOutputError(NashMPValueError):
+    """A preference oracle answered something that is not one probability in [0, 1] per pair."""

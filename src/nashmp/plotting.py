@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .runner import Trajectory
 
-__all__ = ["plot_trajectories", "theory_kl_line"]
+__all__ = ["plot_trajectories", "plot_bands", "theory_kl_line"]
 
 PANELS = (("kl_to_star", "KL(π*‖π)"), ("exploitability", "exploitability E_β"), ("span", "span ‖log π − log π*‖"))
 
@@ -48,6 +48,41 @@ def plot_trajectories(trajectories: Sequence[Trajectory], path: str | Path, titl
             )
         ax.set_yscale("log")
         ax.set_xlabel("preference queries N")
+        ax.set_title(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_bands(groups: Mapping[str, Sequence[Trajectory]], path: str | Path, title: str = "") -> Path:
+    """Mean ± std over seeds (shaded) of KL, exploitability and span versus queries, one colour per group.
+
+    Seeds record at slightly different query counts, so each run is interpolated (in log space) onto a
+    common grid before averaging.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    floor = 1e-16
+    for ax, (key, label) in zip(axes, PANELS, strict=True):
+        for name, runs in groups.items():
+            qmax = min(int(t.queries[-1]) for t in runs)
+            grid = np.linspace(0, qmax, 100)
+            curves = np.array([np.interp(grid, t.queries, np.log10(np.maximum(t.metrics[key], floor))) for t in runs])
+            mean, std = curves.mean(0), curves.std(0)
+            (line,) = ax.plot(grid, 10**mean, label=f"{name} (n={len(runs)})", lw=1.4)
+            ax.fill_between(grid, 10 ** (mean - std), 10 ** (mean + std), color=line.get_color(), alpha=0.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("preference queries (compared pairs)")
         ax.set_title(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)

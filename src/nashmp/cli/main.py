@@ -157,6 +157,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approx(args: argparse.Namespace) -> int:
+    from ..approx.recipes import RECIPES
+    from .approx import approx_compare
+
+    game = _game_from_args(args)
+    recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        raise CLIError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
+    if args.seeds < 1:
+        raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
+    summary = approx_compare(
+        game,
+        recipes,
+        list(range(args.seeds)),
+        args.queries,
+        Path(args.out),
+        params=_parse_params(args.param),
+        evals=args.evals,
+        progress=not args.no_progress,
+        title=args.title or "",
+    )
+    print(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..algorithms import ALGORITHMS
 
@@ -189,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("approx", help="approximate (sampled, policy-gradient) recipes × seeds: CSV, PNG, summary")
+    _add_game_args(a)
+    a.add_argument("--recipe", default="faithful,practical,nash-md-pg,online-ipo,egpo", help="comma-separated")
+    a.add_argument("--queries", type=int, required=True, help="budget of compared pairs per run")
+    a.add_argument("--seeds", type=int, default=1, help="runs per recipe (seeds 0..S-1)")
+    a.add_argument("--evals", type=int, default=50, help="exact evaluations per run")
+    a.add_argument("--param", action="append", metavar="[RECIPE:]KEY=VALUE", help="ApproxConfig field, e.g. lr=0.05")
+    a.add_argument("--title")
+    a.add_argument("--out", required=True)
+    a.add_argument("--no-progress", action="store_true")
+    a.set_defaults(func=cmd_approx)
     return parser
 
 

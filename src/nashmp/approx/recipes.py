@@ -1,0 +1,285 @@
+r"""Approximate Nash-MP and its sampled baselines: proximal steps solved by policy gradient.
+
+Every recipe spends preference queries through a :class:`~nashmp.oracles.PreferenceOracle` (one
+query per compared pair) and is measured with the *exact* metrics of the core (π_θ is a full
+distribution over a finite response set, π*_β is certified).
+
+Recipes (``ApproxConfig.recipe``)
+---------------------------------
+``faithful``  Approximate Nash-MP as in the paper: centre θ_k frozen; the half step runs ``inner_steps``
+              PG steps on :math:`J_{k,\pi_k}` (opponent samples from the frozen centre), the result is
+              frozen as θ_{k+½}; the full step runs ``inner_steps`` PG steps on :math:`J_{k,\pi_{k+½}}`,
+              warm-started from θ_{k+½} (closer to its solution than θ_k), with a fresh optimiser per
+              sub-problem.
+``practical`` One model, an EMA anchor θ̄ ← (1−κ)θ̄ + κθ as prox centre (weight β/η), opponent
+              ``ema`` (default: the analogue of the half step), ``self`` (stop-gradient self-play) or
+              ``half`` (a snapshot of θ refreshed every ``half_every`` steps).
+``nash-md-pg`` Nash-MD-PG: opponent the geometric mixture π_θ^{1−c} π_ref^{c} (``mixture`` = c), KL to π_ref.
+``online-ipo`` self-play squared loss [h_θ(y,y') − (o − ½)/β]², y, y' ∼ π_θ.
+``egpo``      sampled extragradient on the online-IPO loss (EGPO): a look-ahead SGD step to θ_{t+½},
+              new pairs and targets from π_{θ_{t+½}}, the gradient there applied from θ_t.
+
+The sub-problem (``prox_pg_loss``/``exact_prox_objective``) is
+:math:`\max_\theta\ \mathbb E_{y\sim\pi_\theta}[\mathcal P(y\succ\mu)]-\beta\mathrm{KL}(\pi_\theta\|\pi_{\rm ref})-\tfrac\beta\eta\mathrm{KL}(\pi_\theta\|\pi_k)`.
+``gradient="exact"`` replaces the samples by the exact expectation (tabular tests; one query per
+(context, response) pair evaluated against the full opponent).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InvalidParameterError
+from ..games.game import PreferenceGame, check_positive
+from ..oracles import GameOracle, NoisyOracle, PreferenceOracle
+from .losses import exact_prox_objective, ipo_loss, sampled_prox_loss
+from .policies import Policy, make_policy, sample
+
+__all__ = ["RECIPES", "ApproxConfig", "ApproxLearner"]
+
+RECIPES = ("faithful", "practical", "nash-md-pg", "online-ipo", "egpo")
+_CHOICES = {
+    "optimizer": ("adam", "sgd"),
+    "gradient": ("sampled", "exact"),
+    "feedback": ("probability", "bernoulli"),
+    "baseline": ("half", "learned"),
+    "kl_estimator": ("sampled", "analytic"),
+    "opponent": ("ema", "self", "half"),
+    "policy": ("tabular", "mlp"),
+}
+
+
+@dataclass
+class ApproxConfig:
+    """Hyper-parameters of an approximate run (every field is a CLI ``--param``)."""
+
+    recipe: str = "practical"
+    eta: float | None = None
+    """Nash-MP step η (prox weight β/η); None → 2β."""
+    inner_steps: int = 10
+    """M, PG steps per proximal sub-problem (faithful)."""
+    batch_size: int = 64
+    """Compared pairs per gradient step (each one preference query)."""
+    lr: float = 0.1
+    optimizer: str = "adam"
+    gradient: str = "sampled"
+    feedback: str = "probability"
+    """``probability``: the oracle's P(y≻y'); ``bernoulli``: a 0/1 label drawn from it."""
+    baseline: str = "half"
+    """REINFORCE baseline: ½ (by symmetry) or a learned per-context running mean of the reward."""
+    kl_estimator: str = "sampled"
+    """KL terms estimated on the sampled y (as for LLMs) or computed analytically over responses."""
+    ema: float = 0.05
+    """κ of the practical recipe's EMA anchor."""
+    opponent: str = "ema"
+    half_every: int = 10
+    mixture: float = 0.5
+    """Nash-MD-PG's geometric-mixture weight c of π_ref."""
+    policy: str = "tabular"
+    hidden: int = 64
+    seed: int = 0
+    num_threads: int | None = 1
+    """torch intra-op threads during the run (1 is fastest for these small tensors; None: leave torch's)."""
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise InvalidParameterError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}.")
+        for name, options in _CHOICES.items():
+            if getattr(self, name) not in options:
+                raise InvalidParameterError(f"{name} must be one of {list(options)}, got {getattr(self, name)!r}.")
+        if self.eta is not None:
+            check_positive("eta", self.eta)
+        check_positive("lr", self.lr)
+        for name in ("inner_steps", "batch_size", "half_every", "hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise InvalidParameterError(f"{name} must be a positive integer, got {v!r}.")
+        if not 0 < self.ema <= 1:
+            raise InvalidParameterError(f"ema must lie in (0, 1], got {self.ema!r}.")
+        if not 0 <= self.mixture <= 1:
+            raise InvalidParameterError(f"mixture must lie in [0, 1], got {self.mixture!r}.")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+LogProbFn = Callable[[Tensor], Tensor]
+
+
+def _frozen(module: Policy) -> Policy:
+    clone = copy.deepcopy(module)
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+class ApproxLearner:
+    """State of one approximate run: policy, anchors, optimiser, oracle and random streams."""
+
+    def __init__(self, game: PreferenceGame, config: ApproxConfig, oracle: PreferenceOracle | None = None) -> None:
+        self.game, self.cfg = game, config
+        self.oracle = oracle if oracle is not None else GameOracle(game)
+        if config.feedback == "bernoulli":
+            self.oracle = NoisyOracle(self.oracle, seed=config.seed)
+        self.policy = make_policy(config.policy, game, hidden=config.hidden, seed=config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.beta = game.beta
+        self.eta = 2 * game.beta if config.eta is None else config.eta
+        self.log_ref = torch.as_tensor(game.log_ref)
+        self.P = torch.as_tensor(game.P)
+        self.weights = torch.as_tensor(game.weights)
+        self.value = torch.full((game.num_contexts,), 0.5, dtype=torch.float64)  # learned baseline
+        self.exact_queries = 0
+        self.optimizer = self._new_optimizer()
+        self.anchor = _frozen(self.policy)  # EMA anchor / faithful centre
+        self.half = _frozen(self.policy)
+        self.steps = 0
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def queries(self) -> int:
+        """Preference queries spent: pairs compared by the oracle (+ exact-mode evaluations)."""
+        return self.oracle.queries + self.exact_queries
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        params = self.policy.parameters()
+        if self.cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.cfg.lr)
+        return torch.optim.SGD(params, lr=self.cfg.lr)
+
+    def _contexts(self) -> Tensor:
+        return torch.multinomial(self.weights, self.cfg.batch_size, replacement=True, generator=self.generator)
+
+    def _feedback(self, x: Tensor, y: Tensor, y2: Tensor) -> Tensor:
+        p = self.oracle.probability(x.tolist(), y.tolist(), y2.tolist())
+        return torch.as_tensor(p)
+
+    def all_log_probs(self) -> np.ndarray:
+        """log π_θ for every context, ``(X, n)`` (for the exact metrics)."""
+        with torch.no_grad():
+            return self.policy.log_probs(torch.arange(self.game.num_contexts)).numpy()
+
+    # ------------------------------------------------------------------ the proximal PG step
+    def prox_step(self, opponent: LogProbFn, center: LogProbFn | None, center_weight: float) -> None:
+        """One optimiser step on the KL-regularised bandit against ``opponent`` (anchors π_ref, centre)."""
+        cfg = self.cfg
+        self.optimizer.zero_grad()
+        if cfg.gradient == "exact":
+            x = torch.arange(self.game.num_contexts)
+            logp = self.policy.log_probs(x)
+            with torch.no_grad():
+                mu = opponent(x).exp()
+                payoff = torch.einsum("xij,xj->xi", self.P, mu)
+            self.exact_queries += int(self.game.support.sum())
+            anchors = [(self.beta, self.log_ref)]
+            if center is not None:
+                with torch.no_grad():
+                    anchors.append((center_weight, center(x)))
+            loss = -exact_prox_objective(logp, payoff, anchors, self.weights)
+        else:
+            x = self._contexts()
+            logp_all = self.policy.log_probs(x)
+            with torch.no_grad():
+                y = sample(logp_all, self.generator)
+                y2 = sample(opponent(x), self.generator)
+            reward = self._feedback(x, y, y2)
+            baseline: Tensor | float = 0.5
+            if cfg.baseline == "learned":
+                baseline = self.value[x]
+                # per-context running mean of the reward (rate 0.1 per visit)
+                self.value.index_add_(0, x, 0.1 * (reward - self.value[x]) / cfg.batch_size * self.game.num_contexts)
+            anchor_logps: list[tuple[float, Tensor]] = [(self.beta, self.log_ref[x])]
+            if center is not None:
+                with torch.no_grad():
+                    anchor_logps.append((center_weight, center(x)))
+            loss = sampled_prox_loss(logp_all, y, reward, baseline, anchor_logps, cfg.kl_estimator)
+        loss.backward()
+        self.optimizer.step()
+        self.steps += 1
+
+    # ------------------------------------------------------------------ recipes
+    def step(self) -> None:
+        """One unit of the recipe (an outer iteration for ``faithful``, one gradient step otherwise)."""
+        {
+            "faithful": self._faithful,
+            "practical": self._practical,
+            "nash-md-pg": self._nash_md_pg,
+            "online-ipo": self._online_ipo,
+            "egpo": self._egpo,
+        }[self.cfg.recipe]()
+
+    def _faithful(self) -> None:
+        w = self.beta / self.eta
+        center = _frozen(self.policy)
+        self.optimizer = self._new_optimizer()
+        for _ in range(self.cfg.inner_steps):  # π_{k+½} ≈ T_{π_k}(π_k)
+            self.prox_step(center.log_probs, center.log_probs, w)
+        half = _frozen(self.policy)
+        self.optimizer = self._new_optimizer()
+        for _ in range(self.cfg.inner_steps):  # π_{k+1} ≈ T_{π_k}(π_{k+½}), warm start at θ_{k+½}
+            self.prox_step(half.log_probs, center.log_probs, w)
+        self.anchor, self.half = center, half
+
+    def _practical(self) -> None:
+        cfg = self.cfg
+
+        def self_play(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                return self.policy.log_probs(x)
+
+        opponent = {"ema": self.anchor.log_probs, "self": self_play, "half": self.half.log_probs}[cfg.opponent]
+        self.prox_step(opponent, self.anchor.log_probs, self.beta / self.eta)
+        with torch.no_grad():  # θ̄ ← (1−κ) θ̄ + κ θ
+            for pa, p in zip(self.anchor.parameters(), self.policy.parameters(), strict=True):
+                pa.lerp_(p, cfg.ema)
+        if cfg.opponent == "half" and self.steps % cfg.half_every == 0:
+            self.half = _frozen(self.policy)
+
+    def _nash_md_pg(self) -> None:
+        c = self.cfg.mixture
+
+        def mixture(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                own, ref = self.policy.log_probs(x), self.log_ref[x]
+                if c == 0.0 or c == 1.0:  # avoid 0·(−inf) off the support
+                    return own if c == 0.0 else ref
+                return torch.log_softmax((1 - c) * own + c * ref, dim=-1)
+
+        self.prox_step(mixture, None, 0.0)
+
+    def _ipo_loss_on(self, module: Policy) -> Tensor:
+        """Self-play IPO loss of ``module`` on a fresh batch of pairs sampled from it (counts queries)."""
+        x = self._contexts()
+        logp = module.log_probs(x)
+        with torch.no_grad():
+            y, y2 = sample(logp, self.generator), sample(logp, self.generator)
+        o = self._feedback(x, y, y2)
+        ref = self.log_ref[x]
+        pick = lambda t, i: t.gather(1, i[:, None])[:, 0]  # noqa: E731
+        return ipo_loss(pick(logp, y), pick(logp, y2), pick(ref, y), pick(ref, y2), o, self.beta)
+
+    def _online_ipo(self) -> None:
+        self.optimizer.zero_grad()
+        self._ipo_loss_on(self.policy).backward()
+        self.optimizer.step()
+        self.steps += 1
+
+    def _egpo(self) -> None:
+        look = copy.deepcopy(self.policy)
+        grads = torch.autograd.grad(self._ipo_loss_on(look), list(look.parameters()))
+        with torch.no_grad():  # look-ahead SGD step θ_{t+½} = θ_t − lr ∇L(θ_t)
+            for p, g in zip(look.parameters(), grads, strict=True):
+                p.sub_(self.cfg.lr * g)
+        grads = torch.autograd.grad(self._ipo_loss_on(look), list(look.parameters()))
+        self.optimizer.zero_grad()
+        for p, g in zip(self.policy.parameters(), grads, strict=True):  # applied from θ_t
+            p.grad = g.clone()
+        self.optimizer.step()
+        self.steps += 1

@@ -1,0 +1,101 @@
+"""Run approximate recipes for a budget of preference queries, with exact metrics along the way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..algorithms.base import State
+from ..equilibrium import Equilibrium, solve_equilibrium
+from ..errors import InvalidParameterError
+from ..games.game import PreferenceGame
+from ..metrics import METRICS, aggregate, context_metrics
+from ..oracles import PreferenceOracle
+from ..runner import Trajectory
+from .recipes import ApproxConfig, ApproxLearner
+
+__all__ = ["run_approx"]
+
+
+def run_approx(
+    game: PreferenceGame,
+    config: ApproxConfig | None = None,
+    queries: int = 10_000,
+    *,
+    oracle: PreferenceOracle | None = None,
+    equilibrium: Equilibrium | None = None,
+    evals: int = 50,
+    progress: bool = False,
+    **overrides: Any,
+) -> Trajectory:
+    """Train with ``config`` (fields may be overridden by keyword) until ``queries`` queries are spent.
+
+    The exact metrics of the current π_θ against π*_β are recorded about ``evals`` times, evenly in
+    queries; ``Trajectory.iterations`` holds the number of gradient steps taken.
+    """
+    if isinstance(queries, bool) or int(queries) != queries or queries < 1:
+        raise InvalidParameterError(f"queries must be a positive integer budget, got {queries!r}.")
+    cfg = ApproxConfig(**{**(config.to_dict() if config else {}), **overrides})
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _run(game, cfg, int(queries), oracle, equilibrium, evals, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    game: PreferenceGame,
+    cfg: ApproxConfig,
+    queries: int,
+    oracle: PreferenceOracle | None,
+    equilibrium: Equilibrium | None,
+    evals: int,
+    progress: bool,
+) -> Trajectory:
+    learner = ApproxLearner(game, cfg, oracle)
+    eq = equilibrium if equilibrium is not None else solve_equilibrium(game)
+    every = max(1, int(queries) // max(1, evals))
+    q_hist: list[int] = []
+    it_hist: list[int] = []
+    per: dict[str, list[np.ndarray]] = {n: [] for n in METRICS}
+
+    def record() -> None:
+        q_hist.append(learner.queries)
+        it_hist.append(learner.steps)
+        vals = context_metrics(game, eq.log_policy, learner.all_log_probs())
+        for n in METRICS:
+            per[n].append(vals[n])
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(queries), desc=cfg.recipe, unit="q", leave=False, disable=None)
+    record()
+    next_eval = every
+    while learner.queries < queries:
+        before = learner.queries
+        learner.step()
+        if bar is not None:
+            bar.update(min(learner.queries, queries) - min(before, queries))
+        if learner.queries >= next_eval or learner.queries >= queries:
+            record()
+            next_eval = (learner.queries // every + 1) * every
+    if bar is not None:
+        bar.close()
+    per_arr = {n: np.asarray(v) for n, v in per.items()}
+    rows = [aggregate(game, {n: per_arr[n][t] for n in METRICS}) for t in range(len(q_hist))]
+    return Trajectory(
+        algorithm=cfg.recipe,
+        params=cfg.to_dict(),
+        beta=game.beta,
+        queries=np.asarray(q_hist),
+        iterations=np.asarray(it_hist),
+        metrics={k: np.array([r[k] for r in rows]) for k in rows[0]},
+        per_context=per_arr,
+        final=State(learner.all_log_probs(), learner.steps),
+    )
