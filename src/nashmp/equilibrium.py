@@ -185,29 +185,25 @@ def solve_equilibrium(
     beta = game.beta
     P, log_ref, support = game.P, game.log_ref, game.support
     lp = log_normalize(log_ref.copy())
-    b = max(beta, 0.5)
-    factor = 8.0
+    b, b_done = max(beta, 0.5), None  # current level; last level solved (None: none yet)
+    factor = 8.0  # β divisor between levels, shrunk on failure
     total, levels = 0, 0
-    while True:
-        level_tol = tol * 0.1 if b == beta else 1e-6
+    while levels < 200:
+        level_tol = tol * 0.1 if b == beta else 1e-6  # intermediate levels only need a warm start
         new_lp, merit, it = _newton(P, log_ref, support, b, lp, level_tol, max_newton, dense_max_n)
         total += it
         levels += 1
         if np.max(merit) <= level_tol or (b == beta and np.max(merit) <= tol):
-            lp = new_lp
+            lp, b_done = new_lp, b
             if b == beta:
                 break
             b = max(beta, b / factor)
-        else:
-            if b == beta and factor <= 1.0 + 1e-3:
-                lp = new_lp
-                break
-            # back off: a smaller continuation step from the last certified level
-            prev = min(b * factor, max(beta, 0.5))
-            factor = max(factor**0.5, 1.0 + 1e-3) if factor > 1.0 + 1e-3 else factor
-            b = max(beta, prev / factor)
-        if levels > 400:
+        elif b_done is None or factor <= 1.001:
+            lp = new_lp  # nothing left to back off to: report what we have (the certificate says how good)
             break
+        else:  # a smaller continuation step from the last solved level
+            factor = factor**0.5
+            b = max(beta, b_done / factor)
     residual = fixed_point_residual(game, lp)
     eq = Equilibrium(game=game, log_policy=lp, residual=residual, newton_steps=total, levels=levels)
     if raise_on_failure and eq.certificate > tol:
