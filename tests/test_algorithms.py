@@ -203,6 +203,21 @@ def test_mirror_prox_gap_nonpositive_at_two_beta(game: PreferenceGame, seed: int
         assert mirror_prox_gap(lp, lh, ln, g0, g1, game.beta, game.beta / eta)[0][0] <= 1e-12
 
 
+@given(games(max_n=10, min_beta=1e-2, max_beta=2.0), st.floats(0.01, 50.0), st.integers(0, 2**31 - 1))
+def test_mirror_prox_identity(game: PreferenceGame, eta: float, seed: int) -> None:
+    """(β+τ)KL(π*‖π_{k+1}) = τKL(π*‖π_k) + δ_k − βKL(π_{k+½}‖π*) for any η: the certificate's exact slack."""
+    rng = np.random.default_rng(seed)
+    lp = log_normalize(game.log_ref + rng.standard_normal(game.log_ref.shape))
+    query, _ = _counting(game)
+    lh, ln, g0, g1 = nash_mp_iteration(game, lp, eta, query)
+    tau = game.beta / eta
+    delta = mirror_prox_gap(lp, lh, ln, g0, g1, game.beta, tau)[0][0]
+    star = nashmp.solve_equilibrium(game).log_policy
+    lhs = (game.beta + tau) * kl_from_logs(star, ln)[0]
+    rhs = tau * kl_from_logs(star, lp)[0] + delta - game.beta * kl_from_logs(lh, star)[0]
+    assert lhs == pytest.approx(rhs, rel=1e-7, abs=1e-10)
+
+
 @given(games(max_n=12, min_beta=1e-2, max_beta=1.0))
 def test_adaptive_certified_bound_holds(game: PreferenceGame) -> None:
     tr = nashmp.run(game, "adaptive-nash-mp", 200, metrics=["kl_to_star"])

@@ -183,6 +183,29 @@ def cmd_approx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rl_train(args: argparse.Namespace) -> int:
+    from .rl import rl_train
+
+    params = _params_for(args.algo, _parse_params(args.param))
+    try:
+        report = rl_train(
+            args.algo,
+            args.env,
+            args.steps,
+            args.seed,
+            Path(args.out),
+            params=params,
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            eval_episodes=args.eval_episodes,
+            progress=not args.no_progress,
+        )
+    except TypeError as exc:  # an unknown --param key
+        raise CLIError(f"bad --param for {args.algo}: {exc}") from None
+    print(json.dumps(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..algorithms import ALGORITHMS
 
@@ -227,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True)
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=cmd_approx)
+
+    rl = sub.add_parser("rl", help="reinforcement learning with MDPO (needs gymnasium)")
+    rl_sub = rl.add_subparsers(dest="rl_command", required=True, parser_class=_Parser)
+    t = rl_sub.add_parser("train", help="train MDPO; writes OUT/{metrics.csv,curve.png,checkpoint.pt,eval.json}")
+    t.add_argument("--algo", default="mdpo", choices=["mdpo"])
+    t.add_argument("--env", default="Pendulum-v1", help="gymnasium environment id")
+    t.add_argument("--steps", type=int, required=True, help="total environment steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help="MDPOConfig field, e.g. sgd_steps=10")
+    t.add_argument("--out", required=True)
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--checkpoint-every", type=int, default=10, help="iterations between checkpoints")
+    t.add_argument("--eval-episodes", type=int, default=10)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_rl_train)
     return parser
 
 

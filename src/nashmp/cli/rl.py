@@ -1,0 +1,76 @@
+"""``nashmp rl train``: MDPO on a gymnasium environment, with checkpoints, resume and a learning curve."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["rl_train", "plot_learning_curve"]
+
+
+def plot_learning_curve(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    steps = [h["global_step"] for h in history]
+    ax.plot(steps, [h["charts/episodic_return"] for h in history], lw=1.4)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episodic return (mean of last 10 training episodes)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rl_train(
+    algo: str,
+    env_id: str,
+    steps: int,
+    seed: int,
+    out: Path,
+    *,
+    params: dict[str, Any],
+    resume: bool,
+    checkpoint_every: int,
+    eval_episodes: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train (or resume) and write ``metrics.csv``, ``curve.png``, ``checkpoint.pt`` and ``eval.json``."""
+    from ..rl.mdpo import MDPO, MDPOConfig
+
+    if algo != "mdpo":
+        raise ValueError(f"unknown RL algorithm {algo!r}; available: mdpo")
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt}")
+        agent = MDPO.load(ckpt, total_steps=steps, **params)
+    else:
+        agent = MDPO(MDPOConfig(env_id=env_id, total_steps=steps, seed=seed, eval_episodes=eval_episodes, **params))
+    history = agent.learn(checkpoint_dir=out, checkpoint_every=checkpoint_every, progress=progress)
+    agent.save(ckpt)
+    keys = sorted({k for h in history for k in h})
+    with (out / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    if history:
+        plot_learning_curve(history, out / "curve.png", f"{algo} on {agent.cfg.env_id}, seed {agent.cfg.seed}")
+    returns = agent.evaluate(eval_episodes)
+    report = {
+        "algo": algo,
+        "env": agent.cfg.env_id,
+        "steps": agent.progress.global_step,
+        "seed": agent.cfg.seed,
+        "eval_return_mean": float(returns.mean()),
+        "eval_return_std": float(returns.std()),
+        "eval_episodes": len(returns),
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,395 @@
+r"""On-policy Mirror Descent Policy Optimization (Tomar et al., 2020), one readable file (CleanRL style).
+
+Each iteration k approximately solves the trust-region (mirror-descent) sub-problem
+
+.. math::
+    \theta_{k+1}\approx\arg\min_\theta\ -\mathbb E\big[r_\theta(s,a)\,\hat A_k(s,a)\big]
+    +\frac1{t_k}\,\mathbb E_s\big[\mathrm{KL}(\pi_\theta(\cdot|s)\,\|\,\pi_{\theta_k}(\cdot|s))\big],
+    \qquad r_\theta=\frac{\pi_\theta(a|s)}{\pi_{\theta_k}(a|s)},
+
+by ``m`` Adam steps on the **full batch** — the KL-prox step of the rest of nashmp with the advantage in
+place of the preference payoff and π_k as the centre (no reference term). Details (the defaults of the
+official release unless marked *ours*):
+
+* KL: analytic, reverse direction KL(π_new‖π_old), diagonal Gaussian (continuous) or categorical (discrete);
+* step schedule: t_k = 1 − (k−1)/K, so the KL weight 1/t_k rises from 1. The release sets K from a 10M-step
+  budget; *ours*: K is ``schedule_steps // n_steps`` with ``schedule_steps`` defaulting to the run's
+  ``total_steps`` (set it to 10_000_000 to reproduce the paper's slower schedule — documented in README);
+* no ratio clipping, no entropy bonus; policy gradient-norm clip 0.5; Adam lr 3e-4 (eps 1e-5);
+* critic: separate 64-64 tanh MLP, 5 epochs of minibatches of 128, PPO-style value clip 0.2;
+* GAE(γ = 0.99, λ = 0.95), advantages standardised over the batch; *ours*: time-limit truncations bootstrap
+  from V(s_T) instead of cutting (the release cut at any ``done``);
+* observation and reward normalisation (gymnasium wrappers), actions clipped to the Box before ``step``;
+* 64-64 tanh actor, orthogonal init (gain √2, head 0.01), state-independent log-std initialised at 0.
+
+Metrics are logged with stable names (``charts/episodic_return``, ``charts/SPS``, ``losses/policy``,
+``losses/value``, ``losses/kl``, ``losses/kl_weight``); see the README table.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Normal, kl_divergence
+
+from ..errors import InvalidParameterError
+from .envs import check_env_id, env_state, make_vec_env, observation_normalizer, restore_env_state
+
+__all__ = ["MDPOConfig", "MDPO", "mdpo_loss", "policy_kl"]
+
+
+@dataclass
+class MDPOConfig:
+    """On-policy MDPO hyper-parameters (defaults: the official release, see the module docstring)."""
+
+    env_id: str = "Pendulum-v1"
+    total_steps: int = 1_000_000
+    seed: int = 0
+    num_envs: int = 1
+    n_steps: int = 2048
+    """Environment steps per iteration (over all envs)."""
+    sgd_steps: int = 10
+    """m: full-batch Adam steps on the MDPO loss per iteration."""
+    schedule_steps: int | None = None
+    """Budget that defines K in t_k = 1 − (k−1)/K (None: total_steps; the paper's release used 10M)."""
+    lr: float = 3e-4
+    vf_lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    vf_epochs: int = 5
+    vf_minibatch: int = 128
+    vf_clip: float = 0.2
+    max_grad_norm: float = 0.5
+    hidden: int = 64
+    normalize: bool = True
+    eval_episodes: int = 10
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "num_envs", "n_steps", "sgd_steps", "vf_epochs", "vf_minibatch", "hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 1:
+                raise InvalidParameterError(f"{name} must be a positive integer, got {v!r}.")
+        if self.n_steps % self.num_envs:
+            raise InvalidParameterError(f"n_steps ({self.n_steps}) must be a multiple of num_envs ({self.num_envs}).")
+        for name in ("lr", "vf_lr", "max_grad_norm"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidParameterError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise InvalidParameterError("need 0 < gamma ≤ 1 and 0 ≤ gae_lambda ≤ 1.")
+
+
+# --------------------------------------------------------------------------- pure functions (tested by hand)
+def policy_kl(new: Distribution, old: Distribution) -> Tensor:
+    """Analytic KL(π_new(·|s) ‖ π_old(·|s)) per state (summed over action dimensions for a Gaussian)."""
+    kl = kl_divergence(new, old)
+    return kl.sum(-1) if isinstance(new, Normal) else kl
+
+
+def mdpo_loss(log_ratio: Tensor, advantages: Tensor, kl: Tensor, kl_weight: float) -> Tensor:
+    r"""MDPO surrogate :math:`-\mathrm{mean}(e^{\log r}\hat A) + \frac1{t_k}\mathrm{mean}(\mathrm{KL})`."""
+    return -(log_ratio.exp() * advantages).mean() + kl_weight * kl.mean()
+
+
+# --------------------------------------------------------------------------- networks
+def _layer(inp: int, out: int, gain: float = float(np.sqrt(2))) -> nn.Linear:
+    layer = nn.Linear(inp, out)
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Actor(nn.Module):
+    """64-64 tanh MLP; Gaussian with state-independent log-std, or categorical logits."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int) -> None:
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if isinstance(action_space, gym.spaces.Discrete):
+            out = int(action_space.n)
+        else:
+            out = int(np.prod(action_space.shape or (1,)))
+        self.body = nn.Sequential(
+            _layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, out, 0.01)
+        )
+        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out))
+
+    def dist(self, obs: Tensor) -> Distribution:
+        head = self.body(obs)
+        if self.discrete:
+            return Categorical(logits=head)
+        assert self.log_std is not None
+        return Normal(head, self.log_std.exp().expand_as(head))
+
+    def log_prob(self, d: Distribution, actions: Tensor) -> Tensor:
+        lp = d.log_prob(actions)
+        return lp if self.discrete else lp.sum(-1)
+
+
+def _critic(obs_dim: int, hidden: int) -> nn.Module:
+    return nn.Sequential(_layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, 1, 1.0))
+
+
+def _check_spaces(env_id: str) -> gym.Env:
+    env = check_env_id(env_id)
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape or ()) != 1:
+        raise InvalidParameterError(f"{env_id}: MDPO needs a flat Box observation space, got {env.observation_space}.")
+    if not isinstance(env.action_space, gym.spaces.Box | gym.spaces.Discrete):
+        raise InvalidParameterError(f"{env_id}: MDPO supports Box or Discrete actions, got {env.action_space}.")
+    return env
+
+
+# --------------------------------------------------------------------------- the algorithm
+@dataclass
+class _Progress:
+    iteration: int = 0
+    global_step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class MDPO:
+    """On-policy MDPO agent: ``learn()`` runs to ``total_steps``; ``save``/``load`` resume exactly."""
+
+    def __init__(self, config: MDPOConfig) -> None:
+        self.cfg = config
+        probe = _check_spaces(config.env_id)
+        self.action_space = probe.action_space
+        probe.close()
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.env = make_vec_env(config.env_id, config.num_envs, normalize=config.normalize, gamma=config.gamma)
+        obs_dim = int(np.prod(self.env.single_observation_space.shape))  # type: ignore[arg-type]
+        self.actor = Actor(obs_dim, self.action_space, config.hidden)
+        self.critic = _critic(obs_dim, config.hidden)
+        self.opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr, eps=1e-5)  # persists across iterations
+        self.vf_opt = torch.optim.Adam(self.critic.parameters(), lr=config.vf_lr)
+        self.progress = _Progress()
+        self.obs, _ = self.env.reset(seed=config.seed)
+        self.reset_next = np.zeros(config.num_envs, bool)  # sub-envs whose next step is an autoreset
+        self.returns: list[float] = []
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def num_iterations(self) -> int:
+        return self.cfg.total_steps // self.cfg.n_steps
+
+    def kl_weight(self, k: int) -> float:
+        """1/t_k with t_k = 1 − (k−1)/K (k counts from 1)."""
+        K = max(1, (self.cfg.schedule_steps or self.cfg.total_steps) // self.cfg.n_steps)
+        return 1.0 / max(1.0 - (k - 1) / K, 1.0 / K)
+
+    def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            o = torch.as_tensor(obs, dtype=torch.float32)
+            d = self.actor.dist(o)
+            a = d.sample()
+            return a.numpy(), self.critic(o)[:, 0].numpy()
+
+    def _env_action(self, a: np.ndarray) -> np.ndarray:
+        if self.actor.discrete:
+            return a
+        space = self.action_space
+        return np.clip(a, space.low, space.high)  # type: ignore[attr-defined]
+
+    # ---------------------------------------------------------------- one iteration
+    def collect(self) -> dict[str, np.ndarray]:
+        """Roll out ``n_steps`` transitions; GAE advantages, bootstrapping through time-limit truncations.
+
+        With gymnasium's NEXT_STEP autoreset the step after an episode's end only resets the sub-env:
+        that row is masked out, and the observation returned at the end step is the true final state,
+        whose value bootstraps a truncation (a termination bootstraps 0).
+        """
+        cfg, T, E = self.cfg, self.cfg.n_steps // self.cfg.num_envs, self.cfg.num_envs
+        obs_buf = np.zeros((T, E, *self.obs.shape[1:]), np.float32)
+        act_buf: list[np.ndarray] = []
+        rew, val = np.zeros((T, E), np.float32), np.zeros((T, E), np.float32)
+        term, done, valid = (np.zeros((T, E), bool) for _ in range(3))
+        for t in range(T):
+            obs_buf[t] = self.obs
+            valid[t] = ~self.reset_next
+            a, v = self._act(self.obs)
+            act_buf.append(a)
+            val[t] = v
+            self.obs, r, te, tr, info = self.env.step(self._env_action(a))
+            rew[t], term[t], done[t] = r, te, te | tr
+            self.reset_next = te | tr
+            if "episode" in info:
+                for i in np.nonzero(info["_episode"])[0]:
+                    self.returns.append(float(info["episode"]["r"][i]))
+        with torch.no_grad():
+            last_v = self.critic(torch.as_tensor(self.obs, dtype=torch.float32))[:, 0].numpy()
+        adv = np.zeros((T, E), np.float32)
+        gae = np.zeros(E, np.float32)
+        for t in reversed(range(T)):
+            next_v = last_v if t == T - 1 else val[t + 1]  # at an episode end: V(final observation)
+            delta = rew[t] + cfg.gamma * np.where(term[t], 0.0, next_v) - val[t]
+            gae = delta + cfg.gamma * cfg.gae_lambda * np.where(done[t], 0.0, gae)
+            adv[t] = gae
+        self.progress.global_step += T * E
+        keep = valid.reshape(-1)
+        return {
+            "obs": obs_buf.reshape(T * E, -1)[keep],
+            "actions": np.stack(act_buf).reshape(T * E, *act_buf[0].shape[1:])[keep],
+            "advantages": adv.reshape(-1)[keep],
+            "returns": (adv + val).reshape(-1)[keep],
+            "values": val.reshape(-1)[keep],
+        }
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """m full-batch Adam steps on the MDPO loss, then the critic; returns the losses."""
+        cfg = self.cfg
+        k = self.progress.iteration + 1
+        w = self.kl_weight(k)
+        obs = torch.as_tensor(batch["obs"])
+        actions = torch.as_tensor(batch["actions"])
+        adv = torch.as_tensor(batch["advantages"])
+        adv = (adv - adv.mean()) / adv.std()  # standardised over the batch (no ε, as released)
+        old = copy.deepcopy(self.actor)
+        with torch.no_grad():
+            old_dist = old.dist(obs)
+            old_logp = old.log_prob(old_dist, actions)
+        for _ in range(cfg.sgd_steps):
+            d = self.actor.dist(obs)
+            loss = mdpo_loss(self.actor.log_prob(d, actions) - old_logp, adv, policy_kl(d, old_dist), w)
+            self.opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+        with torch.no_grad():
+            kl = float(policy_kl(self.actor.dist(obs), old_dist).mean())
+        returns, values = torch.as_tensor(batch["returns"]), torch.as_tensor(batch["values"])
+        n = len(returns)
+        vf_loss = torch.zeros(())
+        for _ in range(cfg.vf_epochs):
+            perm = torch.as_tensor(self.rng.permutation(n))
+            for s in range(0, n - cfg.vf_minibatch + 1, cfg.vf_minibatch):  # partial minibatch dropped
+                idx = perm[s : s + cfg.vf_minibatch]
+                v = self.critic(obs[idx])[:, 0]
+                v_clip = values[idx] + (v - values[idx]).clamp(-cfg.vf_clip, cfg.vf_clip)
+                vf_loss = torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2).mean()
+                self.vf_opt.zero_grad()
+                vf_loss.backward()
+                self.vf_opt.step()
+        self.progress.iteration = k
+        return {
+            "losses/policy": float(loss.detach()),
+            "losses/value": float(vf_loss.detach()),
+            "losses/kl": kl,
+            "losses/kl_weight": w,
+        }
+
+    # ---------------------------------------------------------------- loop, evaluation, checkpoints
+    def learn(
+        self,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        progress: bool = False,
+        stop_after: int | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``total_steps`` (or ``stop_after`` more iterations); returns the metric history."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.torch_threads)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.cfg.total_steps, initial=self.progress.global_step, unit="step", disable=None)
+        done_now = 0
+        try:
+            while self.progress.iteration < self.num_iterations and (stop_after is None or done_now < stop_after):
+                start = time.perf_counter()
+                stats = self.update(self.collect())
+                done_now += 1
+                stats["charts/SPS"] = self.cfg.n_steps / (time.perf_counter() - start)
+                stats["charts/episodic_return"] = float(np.mean(self.returns[-10:])) if self.returns else float("nan")
+                stats["global_step"] = float(self.progress.global_step)
+                self.progress.history.append(stats)
+                if bar is not None:
+                    bar.update(self.cfg.n_steps)
+                    bar.set_postfix(ret=f"{stats['charts/episodic_return']:.1f}")
+                if checkpoint_dir and checkpoint_every and self.progress.iteration % checkpoint_every == 0:
+                    self.save(Path(checkpoint_dir) / "checkpoint.pt")
+        finally:
+            torch.set_num_threads(threads)
+            if bar is not None:
+                bar.close()
+        return self.progress.history
+
+    def evaluate(self, episodes: int | None = None, seed: int = 10_000, deterministic: bool = True) -> np.ndarray:
+        """Returns of ``episodes`` evaluation episodes (mean action; frozen observation normalisation)."""
+        env = gym.make(self.cfg.env_id)
+        rms = observation_normalizer(self.env)
+        out = []
+        for ep in range(episodes or self.cfg.eval_episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            total, finished = 0.0, False
+            while not finished:
+                o = obs[None].astype(np.float32)
+                if rms is not None:
+                    o = ((o - rms.mean) / np.sqrt(rms.var + 1e-8)).astype(np.float32)
+                with torch.no_grad():
+                    d = self.actor.dist(torch.as_tensor(o))
+                    a = (d.probs.argmax(-1) if self.actor.discrete else d.mean) if deterministic else d.sample()  # type: ignore[attr-defined]
+                obs, r, te, tr, _ = env.step(self._env_action(a.numpy())[0])
+                total += float(r)
+                finished = te or tr
+            out.append(total)
+        env.close()
+        return np.asarray(out)
+
+    def save(self, path: str | Path) -> Path:
+        """Everything needed to continue bit-for-bit: networks, optimisers, env (+physics), RNGs, counters."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "config": asdict(self.cfg),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt": self.opt.state_dict(),
+            "vf_opt": self.vf_opt.state_dict(),
+            "progress": self.progress,
+            "returns": self.returns,
+            "env": pickle.dumps(self.env),
+            "env_state": env_state(self.env),
+            "obs": self.obs,
+            "reset_next": self.reset_next,
+            "np_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(p)  # atomic: a run killed while saving keeps the previous checkpoint
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> MDPO:
+        """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
+        blob = torch.load(Path(path), weights_only=False)
+        agent = cls(MDPOConfig(**{**blob["config"], **overrides}))
+        agent.actor.load_state_dict(blob["actor"])
+        agent.critic.load_state_dict(blob["critic"])
+        agent.opt.load_state_dict(blob["opt"])
+        agent.vf_opt.load_state_dict(blob["vf_opt"])
+        agent.progress = blob["progress"]
+        agent.returns = blob["returns"]
+        agent.env.close()
+        agent.env = pickle.loads(blob["env"])
+        restore_env_state(agent.env, blob["env_state"])
+        agent.obs = blob["obs"]
+        agent.reset_next = blob["reset_next"]
+        agent.rng.bit_generator.state = blob["np_rng"]
+        torch.set_rng_state(blob["torch_rng"])
+        return agent
