@@ -43,17 +43,23 @@ def rl_train(
 ) -> dict[str, Any]:
     """Train (or resume) and write ``metrics.csv``, ``curve.png``, ``checkpoint.pt`` and ``eval.json``."""
     from ..rl.mdpo import MDPO, MDPOConfig
+    from ..rl.mdpo_off import MDPOOff, MDPOOffConfig
 
-    if algo != "mdpo":
-        raise ValueError(f"unknown RL algorithm {algo!r}; available: mdpo")
+    agents: dict[str, tuple[Any, Any]] = {"mdpo": (MDPO, MDPOConfig), "mdpo-off": (MDPOOff, MDPOOffConfig)}
+    if algo not in agents:
+        raise ValueError(f"unknown RL algorithm {algo!r}; available: {sorted(agents)}")
+    cls, config_cls = agents[algo]
     ckpt = out / "checkpoint.pt"
     if resume:
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt}")
-        agent = MDPO.load(ckpt, total_steps=steps, **params)
+        agent = cls.load(ckpt, total_steps=steps, **params)
     else:
-        agent = MDPO(MDPOConfig(env_id=env_id, total_steps=steps, seed=seed, eval_episodes=eval_episodes, **params))
-    history = agent.learn(checkpoint_dir=out, checkpoint_every=checkpoint_every, progress=progress)
+        agent = cls(config_cls(env_id=env_id, total_steps=steps, seed=seed, eval_episodes=eval_episodes, **params))
+    # on-policy checkpoints count iterations, off-policy ones environment steps (and log every ~2% of the run)
+    extra = {} if algo == "mdpo" else {"log_every": max(1, min(1000, steps // 50))}
+    every = checkpoint_every if algo == "mdpo" else checkpoint_every * 1000
+    history = agent.learn(checkpoint_dir=out, checkpoint_every=every, progress=progress, **extra)
     agent.save(ckpt)
     keys = sorted({k for h in history for k in h})
     with (out / "metrics.csv").open("w", newline="") as f:
