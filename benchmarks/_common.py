@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +38,9 @@ def machine() -> dict[str, Any]:
         blas = f"{cfg['name']} {cfg['version']}"
     except Exception:  # numpy < 2 or unusual builds
         pass
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    threads = {
+        k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
+    }
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -47,15 +51,49 @@ def machine() -> dict[str, Any]:
         "blas": blas,
         "blas_thread_env": threads or "default",
         "platform": platform.platform(),
+        "nashmp": source_version(),
+        "loadavg_1_5_15min": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def source_version() -> str:
+    """``git`` commit of the repository and whether src/ has uncommitted changes (what was benchmarked)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted src changes" if dirty.stdout.strip() else "")
 
 
 def machine_line() -> str:
     m = machine()
     return (
         f"Machine: {m['cpu']}, {m['cores']} cores, no GPU; Python {m['python']}, numpy {m['numpy']}, "
-        f"scipy {m['scipy']}, BLAS {m['blas']} (thread env: {m['blas_thread_env']})."
+        f"scipy {m['scipy']}, BLAS {m['blas']} (thread env: {m['blas_thread_env']}); nashmp at {m['nashmp']}. Load average (1/5/15 min) when written: {m['loadavg_1_5_15min']}."
     )
+
+
+def reexec_with_blas_threads(threads: int) -> None:
+    """Re-run this script with ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` = ``threads``.
+
+    BLAS reads these variables only when it is loaded, so the process is replaced (``os.execv``) unless
+    they are already set. ``threads`` = 0 keeps the library default. On a 2-core machine shared with other
+    jobs, the default 2 OpenBLAS threads made a 1024×1024 ``P @ x`` 60× slower (12 ms vs 0.2 ms) in our
+    runs, so the timing scripts default to 1 thread.
+    """
+    if threads <= 0:
+        return
+    keys = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    if all(os.environ.get(k) == str(threads) for k in keys):
+        return
+    env = {**os.environ, **dict.fromkeys(keys, str(threads))}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def peak_rss_gb() -> float:
@@ -78,10 +116,11 @@ def fmt_sci(x: float | None, digits: int = 2) -> str:
     return f"{x:.{digits}e}"
 
 
-def write_json(name: str, payload: Mapping[str, Any]) -> Path:
+def write_json(name: str, payload: Mapping[str, Any], indent: int | None = 1) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
-    path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+    seps = (",", ":") if indent is None else None
+    path.write_text(json.dumps(payload, indent=indent, separators=seps, default=_json_default) + "\n")
     return path
 
 
@@ -105,10 +144,8 @@ def write_text(name: str, text: str) -> Path:
 def command_line() -> str:
     """The command that produced this output, as run from the repository root."""
     script = Path(sys.argv[0])
-    try:
+    with contextlib.suppress(ValueError):
         script = script.resolve().relative_to(Path.cwd())
-    except ValueError:
-        pass
     return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
 
 

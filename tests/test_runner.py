@@ -76,3 +76,16 @@ def test_import_is_light() -> None:
     code = "import sys, nashmp; print(any(m in sys.modules for m in ('torch', 'matplotlib', 'tqdm')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_equilibrium_solved_only_when_a_metric_needs_it(monkeypatch: pytest.MonkeyPatch, game3: PreferenceGame) -> None:
+    import nashmp.runner as runner_module
+
+    def boom(game: PreferenceGame) -> None:
+        raise AssertionError("solve_equilibrium must not be called")
+
+    monkeypatch.setattr(runner_module, "solve_equilibrium", boom)
+    tr = nashmp.run(game3, "nash-mp", 6, metrics=["exploitability", "unregularized_exploitability"])
+    assert tr.metrics["exploitability"][-1] < tr.metrics["exploitability"][0]
+    with pytest.raises(AssertionError, match="must not be called"):
+        nashmp.run(game3, "nash-mp", 6, metrics=["span"])

@@ -94,7 +94,8 @@ def run(
         algo: an algorithm name from :data:`~nashmp.algorithms.ALGORITHMS` or a built :class:`Algorithm`.
         queries: budget N. The run stops at the first iteration that reaches N, so an algorithm whose
             iterations cost several queries may end a few queries past N.
-        equilibrium: π*_β if already solved (otherwise :func:`solve_equilibrium` is called).
+        equilibrium: π*_β if already solved (otherwise :func:`solve_equilibrium` is called when a
+            recorded metric needs it).
         metrics: names from :data:`~nashmp.metrics.METRICS` to record.
         record_every: record every k-th iteration (the last one is always recorded).
         stop_kl: stop early once the mean KL(π*‖π) is ≤ this value (needs ``kl_to_star``).
@@ -114,8 +115,13 @@ def run(
     if stop_kl is not None and "kl_to_star" not in names:
         raise InvalidParameterError("stop_kl needs 'kl_to_star' among the recorded metrics.")
     algorithm = make_algorithm(algo, **params)
-    eq = equilibrium if equilibrium is not None else solve_equilibrium(game)
-    log_star = eq.log_policy
+    needs_star = bool({"kl_to_star", "kl_from_star", "span"} & set(names))
+    if equilibrium is not None:
+        log_star = equilibrium.log_policy
+    elif needs_star:
+        log_star = solve_equilibrium(game).log_policy
+    else:  # no metric needs π*: do not solve for it (e.g. timing runs with metrics=())
+        log_star = game.log_ref
 
     count = 0
 
