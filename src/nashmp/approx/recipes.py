@@ -12,12 +12,14 @@ Recipes (``ApproxConfig.recipe``)
               warm-started from θ_{k+½} (closer to its solution than θ_k), with a fresh optimiser per
               sub-problem.
 ``practical`` One model, an EMA anchor θ̄ ← (1−κ)θ̄ + κθ as prox centre (weight β/η), opponent
-              ``ema`` (default: the analogue of the half step), ``self`` (stop-gradient self-play) or
-              ``half`` (a snapshot of θ refreshed every ``half_every`` steps).
+              ``self`` (default: stop-gradient self-play, as in Nash Prox), ``ema`` (the analogue of the
+              half step) or ``half`` (a snapshot of θ refreshed every ``half_every`` steps).
+              Defaults come from the study in docs/approx-study.md.
 ``nash-md-pg`` Nash-MD-PG: opponent the geometric mixture π_θ^{1−c} π_ref^{c} (``mixture`` = c), KL to π_ref.
 ``online-ipo`` self-play squared loss [h_θ(y,y') − (o − ½)/β]², y, y' ∼ π_θ.
-``egpo``      sampled extragradient on the online-IPO loss (EGPO): a look-ahead SGD step to θ_{t+½},
-              new pairs and targets from π_{θ_{t+½}}, the gradient there applied from θ_t.
+``egpo``      sampled extragradient on the online-IPO loss (EGPO): a look-ahead optimiser step to θ_{t+½}
+              (same rule and state as the update), new pairs and targets from π_{θ_{t+½}}, the gradient
+              there applied from θ_t.
 
 The sub-problem (``prox_pg_loss``/``exact_prox_objective``) is
 :math:`\max_\theta\ \mathbb E_{y\sim\pi_\theta}[\mathcal P(y\succ\mu)]-\beta\mathrm{KL}(\pi_\theta\|\pi_{\rm ref})-\tfrac\beta\eta\mathrm{KL}(\pi_\theta\|\pi_k)`.
@@ -62,11 +64,12 @@ class ApproxConfig:
     recipe: str = "practical"
     eta: float | None = None
     """Nash-MP step η (prox weight β/η); None → 2β."""
-    inner_steps: int = 10
-    """M, PG steps per proximal sub-problem (faithful)."""
-    batch_size: int = 64
+    inner_steps: int = 20
+    """M, PG steps per proximal sub-problem (faithful); docs/approx-study.md: 20 at 10⁴ queries, ≥ 50 at 10⁵."""
+    batch_size: int = 32
     """Compared pairs per gradient step (each one preference query)."""
-    lr: float = 0.1
+    lr: float = 0.03
+    """Adam step: 0.03 was best for every recipe in docs/approx-study.md (0.1 diverges at β = 0.01)."""
     optimizer: str = "adam"
     gradient: str = "sampled"
     feedback: str = "probability"
@@ -75,9 +78,10 @@ class ApproxConfig:
     """REINFORCE baseline: ½ (by symmetry) or a learned per-context running mean of the reward."""
     kl_estimator: str = "sampled"
     """KL terms estimated on the sampled y (as for LLMs) or computed analytically over responses."""
-    ema: float = 0.05
-    """κ of the practical recipe's EMA anchor."""
-    opponent: str = "ema"
+    ema: float = 0.01
+    """κ of the practical recipe's EMA anchor (0.01 for ≥ 10⁵ queries; 0.05–0.1 for budgets ≲ 2·10⁴)."""
+    opponent: str = "self"
+    """Practical recipe's opponent: ``self`` (best in the study; ``ema`` and ``half`` within noise)."""
     half_every: int = 10
     mixture: float = 0.5
     """Nash-MD-PG's geometric-mixture weight c of π_ref."""
@@ -272,11 +276,14 @@ class ApproxLearner:
         self.steps += 1
 
     def _egpo(self) -> None:
+        # The look-ahead θ_{t+½} takes the *same* optimiser step as the real update (a copy of its state),
+        # so its size does not depend on the gradient scale (~1/β) when the optimiser is Adam.
         look = copy.deepcopy(self.policy)
-        grads = torch.autograd.grad(self._ipo_loss_on(look), list(look.parameters()))
-        with torch.no_grad():  # look-ahead SGD step θ_{t+½} = θ_t − lr ∇L(θ_t)
-            for p, g in zip(look.parameters(), grads, strict=True):
-                p.sub_(self.cfg.lr * g)
+        look_opt = type(self.optimizer)(look.parameters(), **self.optimizer.defaults)
+        look_opt.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        look_opt.zero_grad()
+        self._ipo_loss_on(look).backward()
+        look_opt.step()
         grads = torch.autograd.grad(self._ipo_loss_on(look), list(look.parameters()))
         self.optimizer.zero_grad()
         for p, g in zip(self.policy.parameters(), grads, strict=True):  # applied from θ_t
