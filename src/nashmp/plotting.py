@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from .runner import Trajectory
 __all__ = ["plot_trajectories", "plot_bands", "theory_kl_line"]
 
 PANELS = (("kl_to_star", "KL(π*‖π)"), ("exploitability", "exploitability E_β"), ("span", "span ‖log π − log π*‖"))
+FLOOR = 1e-16  # log-scale axes: values below are drawn at the floor
 
 
 def theory_kl_line(queries: np.ndarray, beta: float, kl0: float) -> np.ndarray:
@@ -19,35 +21,18 @@ def theory_kl_line(queries: np.ndarray, beta: float, kl0: float) -> np.ndarray:
     return kl0 * (1.0 + 2.0 * beta) ** (-np.asarray(queries, dtype=float) / 2.0)
 
 
-def plot_trajectories(trajectories: Sequence[Trajectory], path: str | Path, title: str = "") -> Path:
-    """Three log-scale panels (KL, exploitability, span) versus preference queries, one line per run.
-
-    Each panel also shows the theoretical (1+2β)^{-N/2} rate, anchored at the initial value.
-    """
+def _three_panels(draw: Callable[[Any, str], None], path: str | Path, title: str, xlabel: str) -> Path:
+    """One log-scale panel per metric of :data:`PANELS`; ``draw(ax, metric)`` fills each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    floor = 1e-16
     for ax, (key, label) in zip(axes, PANELS, strict=True):
-        for tr in trajectories:
-            if key in tr.metrics:
-                ax.plot(tr.queries, np.maximum(tr.metrics[key], floor), label=tr.algorithm, lw=1.4)
-        tr0 = trajectories[0]
-        if key in tr0.metrics:
-            qmax = max(int(t.queries[-1]) for t in trajectories)
-            q = np.linspace(0, qmax, 200)
-            ax.plot(
-                q,
-                np.maximum(theory_kl_line(q, tr0.beta, float(tr0.metrics[key][0])), floor),
-                "k--",
-                lw=1,
-                label="(1+2β)^{-N/2}",
-            )
+        draw(ax, key)
         ax.set_yscale("log")
-        ax.set_xlabel("preference queries N")
+        ax.set_xlabel(xlabel)
         ax.set_title(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -58,6 +43,25 @@ def plot_trajectories(trajectories: Sequence[Trajectory], path: str | Path, titl
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_trajectories(trajectories: Sequence[Trajectory], path: str | Path, title: str = "") -> Path:
+    """Three log-scale panels (KL, exploitability, span) versus preference queries, one line per run.
+
+    Each panel also shows the theoretical (1+2β)^{-N/2} rate, anchored at the initial value.
+    """
+
+    def draw(ax: Any, key: str) -> None:
+        for tr in trajectories:
+            if key in tr.metrics:
+                ax.plot(tr.queries, np.maximum(tr.metrics[key], FLOOR), label=tr.algorithm, lw=1.4)
+        tr0 = trajectories[0]
+        if key in tr0.metrics:
+            q = np.linspace(0, max(int(t.queries[-1]) for t in trajectories), 200)
+            line = theory_kl_line(q, tr0.beta, float(tr0.metrics[key][0]))
+            ax.plot(q, np.maximum(line, FLOOR), "k--", lw=1, label="(1+2β)^{-N/2}")
+
+    return _three_panels(draw, path, title, "preference queries N")
 
 
 def plot_bands(groups: Mapping[str, Sequence[Trajectory]], path: str | Path, title: str = "") -> Path:
@@ -66,30 +70,13 @@ def plot_bands(groups: Mapping[str, Sequence[Trajectory]], path: str | Path, tit
     Seeds record at slightly different query counts, so each run is interpolated (in log space) onto a
     common grid before averaging.
     """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    floor = 1e-16
-    for ax, (key, label) in zip(axes, PANELS, strict=True):
+    def draw(ax: Any, key: str) -> None:
         for name, runs in groups.items():
-            qmax = min(int(t.queries[-1]) for t in runs)
-            grid = np.linspace(0, qmax, 100)
-            curves = np.array([np.interp(grid, t.queries, np.log10(np.maximum(t.metrics[key], floor))) for t in runs])
+            grid = np.linspace(0, min(int(t.queries[-1]) for t in runs), 100)
+            curves = np.array([np.interp(grid, t.queries, np.log10(np.maximum(t.metrics[key], FLOOR))) for t in runs])
             mean, std = curves.mean(0), curves.std(0)
             (line,) = ax.plot(grid, 10**mean, label=f"{name} (n={len(runs)})", lw=1.4)
             ax.fill_between(grid, 10 ** (mean - std), 10 ** (mean + std), color=line.get_color(), alpha=0.2)
-        ax.set_yscale("log")
-        ax.set_xlabel("preference queries (compared pairs)")
-        ax.set_title(label)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+
+    return _three_panels(draw, path, title, "preference queries (compared pairs)")

@@ -29,10 +29,8 @@ Metrics are logged with stable names (``charts/episodic_return``, ``charts/SPS``
 from __future__ import annotations
 
 import copy
-import io
-import pickle
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,8 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from ..errors import InvalidParameterError
-from .envs import check_env_id, env_state, make_vec_env, observation_normalizer, restore_env_state
+from .checkpoint import load_agent_state, read_checkpoint, save_agent
+from .envs import check_env_id, make_vec_env, observation_normalizer
 
 __all__ = ["MDPOConfig", "MDPO", "mdpo_loss", "policy_kl"]
 
@@ -159,6 +158,8 @@ class _Progress:
 
 class MDPO:
     """On-policy MDPO agent: ``learn()`` runs to ``total_steps``; ``save``/``load`` resume exactly."""
+
+    STATEFUL = ("actor", "critic", "opt", "vf_opt")
 
     def __init__(self, config: MDPOConfig) -> None:
         self.cfg = config
@@ -350,46 +351,12 @@ class MDPO:
 
     def save(self, path: str | Path) -> Path:
         """Everything needed to continue bit-for-bit: networks, optimisers, env (+physics), RNGs, counters."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        blob = {
-            "config": asdict(self.cfg),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "opt": self.opt.state_dict(),
-            "vf_opt": self.vf_opt.state_dict(),
-            "progress": self.progress,
-            "returns": self.returns,
-            "env": pickle.dumps(self.env),
-            "env_state": env_state(self.env),
-            "obs": self.obs,
-            "reset_next": self.reset_next,
-            "np_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        }
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(p)  # atomic: a run killed while saving keeps the previous checkpoint
-        return p
+        return save_agent(self, path)
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> MDPO:
         """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
-        blob = torch.load(Path(path), weights_only=False)
+        blob = read_checkpoint(path)
         agent = cls(MDPOConfig(**{**blob["config"], **overrides}))
-        agent.actor.load_state_dict(blob["actor"])
-        agent.critic.load_state_dict(blob["critic"])
-        agent.opt.load_state_dict(blob["opt"])
-        agent.vf_opt.load_state_dict(blob["vf_opt"])
-        agent.progress = blob["progress"]
-        agent.returns = blob["returns"]
-        agent.env.close()
-        agent.env = pickle.loads(blob["env"])
-        restore_env_state(agent.env, blob["env_state"])
-        agent.obs = blob["obs"]
-        agent.reset_next = blob["reset_next"]
-        agent.rng.bit_generator.state = blob["np_rng"]
-        torch.set_rng_state(blob["torch_rng"])
+        load_agent_state(agent, blob)
         return agent

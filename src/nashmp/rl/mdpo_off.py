@@ -24,10 +24,8 @@ tanh-squashed Gaussian, state-dependent log σ ∈ [−20, 2], actions rescaled 
 from __future__ import annotations
 
 import copy
-import io
-import pickle
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidParameterError
-from .envs import check_env_id, env_state, make_vec_env, restore_env_state
+from .checkpoint import load_agent_state, read_checkpoint, save_agent
+from .envs import check_env_id, make_vec_env
 
 __all__ = ["MDPOOffConfig", "MDPOOff", "TanhGaussianActor", "actor_loss"]
 
@@ -139,6 +138,8 @@ class _Progress:
 
 class MDPOOff:
     """Off-policy MDPO agent with ``learn``/``evaluate``/``save``/``load`` (exact resume)."""
+
+    STATEFUL = ("actor", "old", "q", "q_target", "actor_opt", "q_opt")
 
     def __init__(self, config: MDPOOffConfig) -> None:
         self.cfg = config
@@ -292,50 +293,19 @@ class MDPOOff:
 
     def save(self, path: str | Path) -> Path:
         """Networks, optimisers, replay buffer, env (+physics), RNGs and counters, written atomically."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
         n = min(self.size, len(self.buffer["rew"]))
-        blob = {
-            "config": asdict(self.cfg),
-            "nets": {k: getattr(self, k).state_dict() for k in ("actor", "old", "q", "q_target")},
-            "opts": {k: getattr(self, k).state_dict() for k in ("actor_opt", "q_opt")},
-            "buffer": {k: v[:n].copy() for k, v in self.buffer.items()},
-            "size": self.size,
-            "progress": self.progress,
-            "returns": self.returns,
-            "env": pickle.dumps(self.env),
-            "env_state": env_state(self.env),
-            "obs": self.obs,
-            "reset_next": self.reset_next,
-            "np_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "generator": self.generator.get_state(),
-        }
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(p)
-        return p
+        extra = {"buffer": {k: v[:n].copy() for k, v in self.buffer.items()}, "size": self.size,
+                 "generator": self.generator.get_state()}  # fmt: skip
+        return save_agent(self, path, extra)
 
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> MDPOOff:
         """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
-        blob = torch.load(Path(path), weights_only=False)
+        blob = read_checkpoint(path)
         agent = cls(MDPOOffConfig(**{**blob["config"], **overrides}))
-        for k, sd in blob["nets"].items():
-            getattr(agent, k).load_state_dict(sd)
-        for k, sd in blob["opts"].items():
-            getattr(agent, k).load_state_dict(sd)
-        for k, v in blob["buffer"].items():
+        extra = load_agent_state(agent, blob)
+        for k, v in extra["buffer"].items():
             agent.buffer[k][: len(v)] = v
-        agent.size = blob["size"]
-        agent.progress, agent.returns = blob["progress"], blob["returns"]
-        agent.env.close()
-        agent.env = pickle.loads(blob["env"])
-        restore_env_state(agent.env, blob["env_state"])
-        agent.obs, agent.reset_next = blob["obs"], blob["reset_next"]
-        agent.rng.bit_generator.state = blob["np_rng"]
-        torch.set_rng_state(blob["torch_rng"])
-        agent.generator.set_state(blob["generator"])
+        agent.size = extra["size"]
+        agent.generator.set_state(extra["generator"])
         return agent
