@@ -197,7 +197,7 @@ class ApproxLearner:
             baseline: Tensor | float = 0.5
             if cfg.baseline == "learned":
                 baseline = self.value[x]
-                # per-context running mean of the reward (rate 0.1 per visit)
+                # running mean of the reward per context (step ≈ 0.1 per batch for each context)
                 self.value.index_add_(0, x, 0.1 * (reward - self.value[x]) / cfg.batch_size * self.game.num_contexts)
             anchor_logps: list[tuple[float, Tensor]] = [(self.beta, self.log_ref[x])]
             if center is not None:
