@@ -13,7 +13,8 @@ What is measured, per environment and seed (every run in its own process):
   τ 0.005, γ 0.99, fixed λ = 0.2, c = 1, π_old refreshed every 1000 steps, 256-256 ReLU, twin Q + targets,
   stochastic collection) against SB3 ``SAC("MlpPolicy")`` with SB3 defaults (100 warm-up steps, batch 256,
   buffer 1M, lr 3e-4, τ 0.005, γ 0.99, ent_coef "auto" (init 1.0, target −dim A), train_freq 1,
-  gradient_steps 1, 256-256 ReLU). No normalisation for either.
+  gradient_steps 1, 256-256 ReLU). No normalisation for either. ``--learning-starts N`` gives both the same
+  random warm-up instead of their defaults (10_000 vs 100), as an ablation.
 
 For every run: the **final evaluation return** — ``--eval-episodes`` (10) episodes of a fresh ``gym.make(env)``
 reset with seeds 10_000 + i, deterministic (mean) action, observation normalisation frozen at the end of
@@ -28,7 +29,7 @@ cost interleaved) and the **learning curve**: the mean return of the last 10 fin
 Commands (from the repository root)::
 
     .venv/bin/python benchmarks/rl_vs_sb3.py                      # the full budgets (many hours on 2 cores)
-    .venv/bin/python benchmarks/rl_vs_sb3.py --quick              # smoke test (~1–2 min) into runs/rl_vs_sb3_quick/
+    .venv/bin/python benchmarks/rl_vs_sb3.py --quick              # smoke test (~1 min) into runs/rl_vs_sb3_quick/
     # the runs reported in docs/rl-benchmarks.md:
     .venv/bin/python benchmarks/rl_vs_sb3.py --envs Pendulum-v1 --onpolicy-steps 200000 --offpolicy-steps 20000
     .venv/bin/python benchmarks/rl_vs_sb3.py --envs HalfCheetah-v5 --onpolicy-steps 100000 --algos mdpo ppo
@@ -74,10 +75,10 @@ WARMUP = {"mdpo": 0, "ppo": 0, "mdpo-off": 10_000, "sac": 100}  # learning_start
 NOMINAL_SPS = {"mdpo": 750.0, "ppo": 750.0, "mdpo-off": 50.0, "sac": 55.0}  # 1 process on this machine (probe)
 
 
-def nominal_cost(algo: str, steps: int) -> float:
+def nominal_cost(task: dict[str, Any]) -> float:
     """Rough training seconds of a run, to schedule the longest runs first (less idle time at the end)."""
-    warm = min(WARMUP[algo], steps)
-    return warm / 3000 + (steps - warm) / NOMINAL_SPS[algo]
+    warm = min(warmup_of(task), task["steps"])
+    return warm / 3000 + (task["steps"] - warm) / NOMINAL_SPS[task["algo"]]
 
 
 CURVE_WINDOW = 10  # curve value: mean return of the last 10 finished training episodes
@@ -110,8 +111,15 @@ def curve_every(algo: str, steps: int) -> int:
     return max(100, steps // 100 // 100 * 100)
 
 
-def run_key(env: str, algo: str, steps: int, seed: int, eval_episodes: int) -> str:
-    return f"{env}__{algo}__{steps}__s{seed}__e{eval_episodes}"
+def run_key(env: str, algo: str, steps: int, seed: int, eval_episodes: int, learning_starts: int | None) -> str:
+    ls = "" if learning_starts is None or ALGOS[algo][0] == "on-policy" else f"__ls{learning_starts}"
+    return f"{env}__{algo}__{steps}__s{seed}__e{eval_episodes}{ls}"
+
+
+def warmup_of(run: dict[str, Any]) -> int:
+    """Random-action warm-up steps of a run (the library default unless ``--learning-starts`` was given)."""
+    ls = run.get("learning_starts")
+    return WARMUP[run["algo"]] if ls is None or ALGOS[run["algo"]][0] == "on-policy" else int(ls)
 
 
 def _eval_loop(env_id: str, act: Callable[[np.ndarray], np.ndarray], episodes: int) -> np.ndarray:
@@ -131,7 +139,9 @@ def _eval_loop(env_id: str, act: Callable[[np.ndarray], np.ndarray], episodes: i
     return np.asarray(out)
 
 
-def _train_nashmp(algo: str, env_id: str, steps: int, seed: int, every: int, episodes: int) -> dict[str, Any]:
+def _train_nashmp(
+    algo: str, env_id: str, steps: int, seed: int, every: int, episodes: int, ls: int | None
+) -> dict[str, Any]:
     from nashmp.rl.mdpo import MDPO, MDPOConfig
     from nashmp.rl.mdpo_off import MDPOOff, MDPOOffConfig
 
@@ -140,7 +150,8 @@ def _train_nashmp(algo: str, env_id: str, steps: int, seed: int, every: int, epi
         start = time.perf_counter()
         history = agent.learn()
     else:
-        agent = MDPOOff(MDPOOffConfig(env_id=env_id, total_steps=steps, seed=seed, torch_threads=1))
+        extra = {} if ls is None else {"learning_starts": ls}
+        agent = MDPOOff(MDPOOffConfig(env_id=env_id, total_steps=steps, seed=seed, torch_threads=1, **extra))
         start = time.perf_counter()
         history = agent.learn(log_every=every)
     wall = time.perf_counter() - start
@@ -160,7 +171,9 @@ def _train_nashmp(algo: str, env_id: str, steps: int, seed: int, every: int, epi
     }
 
 
-def _train_sb3(algo: str, env_id: str, steps: int, seed: int, every: int, episodes: int) -> dict[str, Any]:
+def _train_sb3(
+    algo: str, env_id: str, steps: int, seed: int, every: int, episodes: int, ls: int | None
+) -> dict[str, Any]:
     import gymnasium as gym
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -192,7 +205,8 @@ def _train_sb3(algo: str, env_id: str, steps: int, seed: int, every: int, episod
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
         model: Any = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0)
     else:
-        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", verbose=0)
+        extra = {} if ls is None else {"learning_starts": ls}
+        model = SAC("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **extra)
     cb = Curve()
     start = time.perf_counter()
     cb.last = start
@@ -229,7 +243,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     every = curve_every(algo, steps)
     train = _train_nashmp if ALGOS[algo][1] == "nashmp" else _train_sb3
     t0 = time.time()
-    res = train(algo, env_id, steps, seed, every, episodes)
+    res = train(algo, env_id, steps, seed, every, episodes, task.get("learning_starts"))
     family, library, label = ALGOS[algo]
     out = {
         **task,
@@ -256,14 +270,15 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.1f} ± {std:.1f}" if np.isfinite(std) else f"{mean:.1f}"
 
 
-def _phase_sps(algo: str, curve: Sequence[Sequence[float]]) -> tuple[float, float]:
+def _phase_sps(run: dict[str, Any]) -> tuple[float, float]:
     """(warm-up, steady) env-steps/s of one run from its per-interval speeds.
 
-    Steady: median over the second half of the intervals that start after the warm-up (MDPO-off 10k random
-    steps, SAC 100; none on-policy); warm-up: median over the intervals that end within it (nan if none).
+    Steady: median over the second half of the intervals that start after the warm-up (by default MDPO-off
+    10k random steps, SAC 100; none on-policy); warm-up: median over the intervals that end within it (nan if none).
     """
+    curve = run["curve"]
     starts = [0.0, *[c[0] for c in curve[:-1]]]
-    warmup = WARMUP[algo]
+    warmup = warmup_of(run)
     after = [c[2] for s, c in zip(starts, curve, strict=True) if s >= warmup and np.isfinite(c[2]) and c[2] > 0]
     during = [c[2] for c in curve if c[0] <= warmup and np.isfinite(c[2]) and c[2] > 0]
     steady = float(np.median(after[len(after) // 2 :])) if after else math.nan
@@ -280,15 +295,15 @@ def estimate_hours(algo: str, full: int, warm_sps: float, steady_sps: float) -> 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str, int, int], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
-        groups[(r["env"], r["algo"], r["steps"], r["eval_episodes"])].append(r)
+        groups[(r["env"], r["algo"], r["steps"], r["eval_episodes"], warmup_of(r))].append(r)
     order = {a: i for i, a in enumerate(ALGOS)}
     rows = []
-    for (env, algo, steps, episodes), rs in sorted(
+    for (env, algo, steps, episodes, warmup), rs in sorted(
         groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2])
     ):
         means = np.array([r["eval_mean"] for r in rs])
         sps = np.array([r["sps"] for r in rs])
-        phases = np.array([_phase_sps(algo, r["curve"]) for r in rs])
+        phases = np.array([_phase_sps(r) for r in rs])
         family, library, label = ALGOS[algo]
         rows.append(
             {
@@ -301,6 +316,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": len(rs),
                 "seed_list": " ".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"])),
                 "eval_episodes": episodes,
+                "learning_starts": warmup,
                 "return_mean": float(means.mean()),
                 "return_std": float(means.std(ddof=1)) if len(rs) > 1 else math.nan,
                 "return_min": float(means.min()),
@@ -334,6 +350,7 @@ def plot_env(env: str, runs: list[dict[str, Any]], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     families = [f for f in ("on-policy", "off-policy") if any(r["family"] == f for r in runs)]
     if not families:
@@ -364,10 +381,11 @@ def plot_env(env: str, runs: list[dict[str, Any]], path: Path) -> Path | None:
             ax.plot(x, mean, color=COLORS[library], lw=1.5, label=name)
             ax.fill_between(x, mean - std, mean + std, color=COLORS[library], alpha=0.2, lw=0)
         ax.set_title(f"{env}, {family}, {steps:,} steps", fontsize=10)
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel("environment steps (thousands)")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}"))
         ax.set_ylabel("training return (last 10 episodes)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -394,7 +412,8 @@ def report(cache: Path, results: Path, img: Path, budgets: dict[str, int], worke
         | {
             "eval_episodes": r["eval_episodes"],
             "sps": r["sps"],
-            "steady_sps": _phase_sps(r["algo"], r["curve"])[1],
+            "learning_starts": warmup_of(r),
+            "steady_sps": _phase_sps(r)[1],
             "train_wall_s": r["train_wall_s"],
             "eval_wall_s": r["eval_wall_s"],
             "train_episodes": r["train_episodes"],
@@ -467,7 +486,7 @@ def report(cache: Path, results: Path, img: Path, budgets: dict[str, int], worke
             ]
         )
     est = md_table(
-        ["env", "algorithm", "measured at", "steady env-steps/s", "full budget", "per run", f"{seeds} seeds (1 core)"],
+        ["env", "algorithm", "measured at", "steady env-steps/s", "full budget", "per run", f"{seeds} seeds (sum)"],
         est_rows,
     )
     m = machine()
@@ -491,8 +510,9 @@ def report(cache: Path, results: Path, img: Path, budgets: dict[str, int], worke
         "## Wall-time estimate for the default budgets",
         "",
         "Steady env-steps/s = median per-interval speed over the second half of the post-warm-up part of each run, "
-        "mean over seeds; the estimate adds the warm-up (random actions) at its measured speed. Divide the last "
-        "column by the number of *free* cores (on this machine two concurrent runs each ran at roughly half speed).",
+        "mean over seeds; the estimate adds the warm-up (random actions) at its measured speed. The speeds were "
+        f"measured with {workers} runs in parallel, so the last column divided by {workers} approximates the wall time "
+        "with the same `--workers` and machine load.",
         "",
         est,
         "",
@@ -557,7 +577,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--algos", nargs="+", choices=list(ALGOS), default=list(ALGOS))
     ap.add_argument("--workers", type=int, default=2, help="parallel runs (processes), 1 torch thread each")
     ap.add_argument("--eval-episodes", type=int, default=None, help="deterministic evaluation episodes per run (10)")
-    ap.add_argument("--quick", action="store_true", help="tiny budgets, Pendulum-v1, 2 seeds, outputs in runs/")
+    ap.add_argument(
+        "--learning-starts",
+        type=int,
+        default=None,
+        help="random warm-up steps for BOTH MDPO-off and SAC (default: each library's own, 10000 and 100)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: Pendulum-v1, 2 seeds, 4096 / 1500 steps, --learning-starts 1000, 2 eval episodes, "
+        "outputs in runs/rl_vs_sb3_quick/",
+    )
     ap.add_argument("--force", action="store_true", help="re-run runs that are already in the cache")
     ap.add_argument("--report-only", action="store_true", help="rebuild tables and plots from the cache")
     ap.add_argument("--cache-dir", type=Path, default=None)
@@ -571,7 +602,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     envs = args.envs or (["Pendulum-v1"] if q else ["Pendulum-v1", "HalfCheetah-v5", "Hopper-v5"])
     seeds = args.seeds or (2 if q else 3)
     on_steps = args.onpolicy_steps or (2 * N_STEPS if q else 1_000_000)
-    off_steps = args.offpolicy_steps or (10_600 if q else 200_000)  # quick: MDPO-off makes 600 updates
+    off_steps = args.offpolicy_steps or (1_500 if q else 200_000)
+    ls = args.learning_starts if args.learning_starts is not None else (1_000 if q else None)  # quick: 500 updates
     episodes = args.eval_episodes or (2 if q else 10)
     base = ROOT / "runs" / "rl_vs_sb3_quick" if q else None
     cache = args.cache_dir or (base / "cache" if base else ROOT / "runs" / "rl_vs_sb3")
@@ -585,12 +617,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             for seed in range(seeds):
                 for algo in args.algos:  # interleaved: nashmp and SB3 runs see the same machine load
                     steps = budget(algo, on_steps if ALGOS[algo][0] == "on-policy" else off_steps)
-                    key = run_key(env, algo, steps, seed, episodes)
+                    key = run_key(env, algo, steps, seed, episodes, ls)
                     if not args.force and (cache / f"{key}.json").is_file():
                         continue
                     tasks.append({"env": env, "algo": algo, "steps": steps, "seed": seed, "eval_episodes": episodes,
-                                  "key": key, "cache": str(cache)})  # fmt: skip
-        tasks.sort(key=lambda t: -nominal_cost(t["algo"], t["steps"]))  # stable: nashmp/SB3 stay interleaved
+                                  "learning_starts": ls, "key": key, "cache": str(cache)})  # fmt: skip
+        tasks.sort(key=lambda t: -nominal_cost(t))  # stable: nashmp/SB3 stay interleaved
         print(f"{len(tasks)} runs to do with {args.workers} workers; cache {_rel(cache)}", flush=True)
         t0 = time.perf_counter()
         ctx = mp.get_context("spawn")
