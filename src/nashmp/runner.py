@@ -19,7 +19,7 @@ from .algorithms.base import Algorithm, State
 from .algorithms.registry import make_algorithm
 from .equilibrium import Equilibrium, solve_equilibrium
 from .errors import InvalidParameterError
-from .games.game import PreferenceGame
+from .games.game import PreferenceGame, check_positive_int
 from .metrics import METRICS, aggregate, context_metrics
 
 __all__ = ["Trajectory", "run", "queries_to_reach"]
@@ -69,12 +69,6 @@ class Trajectory:
         return p
 
 
-def _check_budget(queries: int) -> int:
-    if isinstance(queries, bool) or int(queries) != queries or queries < 1:
-        raise InvalidParameterError(f"queries must be a positive integer budget, got {queries!r}.")
-    return int(queries)
-
-
 def run(
     game: PreferenceGame,
     algo: str | Algorithm,
@@ -105,9 +99,8 @@ def run(
     Returns:
         A :class:`Trajectory`.
     """
-    budget = _check_budget(queries)
-    if int(record_every) != record_every or record_every < 1:
-        raise InvalidParameterError(f"record_every must be a positive integer, got {record_every!r}.")
+    budget = check_positive_int("queries", queries)
+    check_positive_int("record_every", record_every)
     names = tuple(metrics)
     unknown = set(names) - set(METRICS)
     if unknown:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidParameterError
-from ..games.game import PreferenceGame, check_positive
+from ..games.game import PreferenceGame, check_positive, check_positive_int
 from ..oracles import GameOracle, NoisyOracle, PreferenceOracle
 from .losses import exact_prox_objective, ipo_loss, sampled_prox_loss
 from .policies import Policy, make_policy, sample
@@ -101,9 +101,7 @@ class ApproxConfig:
             check_positive("eta", self.eta)
         check_positive("lr", self.lr)
         for name in ("inner_steps", "batch_size", "half_every", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise InvalidParameterError(f"{name} must be a positive integer, got {v!r}.")
+            check_positive_int(name, getattr(self, name))
         if not 0 < self.ema <= 1:
             raise InvalidParameterError(f"ema must lie in (0, 1], got {self.ema!r}.")
         if not 0 <= self.mixture <= 1:

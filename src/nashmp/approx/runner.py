@@ -9,8 +9,7 @@ import torch
 
 from ..algorithms.base import State
 from ..equilibrium import Equilibrium, solve_equilibrium
-from ..errors import InvalidParameterError
-from ..games.game import PreferenceGame
+from ..games.game import PreferenceGame, check_positive_int
 from ..metrics import METRICS, aggregate, context_metrics
 from ..oracles import PreferenceOracle
 from ..runner import Trajectory
@@ -35,8 +34,7 @@ def run_approx(
     The exact metrics of the current π_θ against π*_β are recorded about ``evals`` times, evenly in
     queries; ``Trajectory.iterations`` holds the number of gradient steps taken.
     """
-    if isinstance(queries, bool) or int(queries) != queries or queries < 1:
-        raise InvalidParameterError(f"queries must be a positive integer budget, got {queries!r}.")
+    check_positive_int("queries", queries)
     cfg = ApproxConfig(**{**(config.to_dict() if config else {}), **overrides})
     threads = torch.get_num_threads()
     if cfg.num_threads is not None:

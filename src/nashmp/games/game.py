@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._numerics import FloatArray
 from ..errors import InvalidParameterError, InvalidPolicyError, InvalidPreferenceError, InvalidReferenceError
 
-__all__ = ["PreferenceGame", "stack_games", "check_positive"]
+__all__ = ["PreferenceGame", "stack_games", "check_positive", "check_positive_int"]
 
 #: Default absolute tolerance on |P + Pᵀ − 1| and on Σ π_ref − 1.
 DEFAULT_ATOL = 1e-8
@@ -34,6 +34,17 @@ def check_positive(name: str, value: float, hint: str = "") -> float:
     if not np.isfinite(v) or v <= 0:
         raise InvalidParameterError(f"{name} must be a finite number > 0, got {value!r}.{hint}")
     return v
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``int(value)`` or raise :class:`InvalidParameterError` unless it is an integer ≥ 1 (not a bool)."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)  # type: ignore[call-overload]
 
 
 def _as_float_array(name: str, value: ArrayLike, error: type[ValueError]) -> FloatArray:

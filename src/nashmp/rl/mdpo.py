@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from ..errors import InvalidParameterError
+from ..games.game import check_positive, check_positive_int
 from .checkpoint import load_agent_state, read_checkpoint, save_agent
 from .envs import check_env_id, make_vec_env, observation_normalizer
 
@@ -76,14 +77,11 @@ class MDPOConfig:
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "n_steps", "sgd_steps", "vf_epochs", "vf_minibatch", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise InvalidParameterError(f"{name} must be a positive integer, got {v!r}.")
+            check_positive_int(name, getattr(self, name))
         if self.n_steps % self.num_envs:
             raise InvalidParameterError(f"n_steps ({self.n_steps}) must be a multiple of num_envs ({self.num_envs}).")
         for name in ("lr", "vf_lr", "max_grad_norm"):
-            if not float(getattr(self, name)) > 0:
-                raise InvalidParameterError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+            check_positive(name, getattr(self, name))
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise InvalidParameterError("need 0 < gamma ≤ 1 and 0 ≤ gae_lambda ≤ 1.")
 

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidParameterError
+from ..games.game import check_positive, check_positive_int
 from .checkpoint import load_agent_state, read_checkpoint, save_agent
 from .envs import check_env_id, make_vec_env
 
@@ -71,14 +72,11 @@ class MDPOOffConfig:
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "buffer_size", "batch_size", "old_refresh", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise InvalidParameterError(f"{name} must be a positive integer, got {v!r}.")
+            check_positive_int(name, getattr(self, name))
         if self.learning_starts < 0:
             raise InvalidParameterError(f"learning_starts must be ≥ 0, got {self.learning_starts!r}.")
         for name in ("lr", "kl_coeff"):
-            if not float(getattr(self, name)) > 0:
-                raise InvalidParameterError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+            check_positive(name, getattr(self, name))
         if self.entropy < 0 or not 0 < self.tau <= 1 or not 0 < self.gamma <= 1:
             raise InvalidParameterError("need entropy ≥ 0, 0 < tau ≤ 1 and 0 < gamma ≤ 1.")
 
