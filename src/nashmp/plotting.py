@@ -1,7 +1,8 @@
-"""Plots of metric trajectories (matplotlib, Agg backend: works headless)."""
+"""Plots of metric trajectories and win-rate matrices (matplotlib, Agg backend: works headless)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 
 from .runner import Trajectory
 
-__all__ = ["plot_trajectories", "plot_bands", "theory_kl_line"]
+__all__ = ["plot_trajectories", "plot_bands", "plot_win_rates", "theory_kl_line"]
 
 PANELS = (("kl_to_star", "KL(π*‖π)"), ("exploitability", "exploitability E_β"), ("span", "span ‖log π − log π*‖"))
 FLOOR = 1e-16  # log-scale axes: values below are drawn at the floor
@@ -80,3 +81,48 @@ def plot_bands(groups: Mapping[str, Sequence[Trajectory]], path: str | Path, tit
             ax.fill_between(grid, 10 ** (mean - std), 10 ** (mean + std), color=line.get_color(), alpha=0.2)
 
     return _three_panels(draw, path, title, "preference queries (compared pairs)")
+
+
+def plot_win_rates(
+    win_rate: Any,
+    names: Sequence[str],
+    path: str | Path,
+    *,
+    ci_low: Any = None,
+    ci_high: Any = None,
+    title: str = "",
+) -> Path:
+    """Heat map of a win-rate matrix (row policy vs column opponent), the value (and interval) in each cell.
+
+    The diverging colour map is centred at ½ (blue: the row wins, red: the row loses) on the fixed range [0, 1].
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    W = np.asarray(win_rate, dtype=float)
+    k = len(names)
+    size = 1.4 + 1.25 * k
+    fig, ax = plt.subplots(figsize=(size + 1.2, size), constrained_layout=True)
+    image = ax.imshow(W, cmap="RdBu", norm=TwoSlopeNorm(vmin=0.0, vcenter=0.5, vmax=1.0))
+    for i in range(k):
+        for j in range(k):
+            text = f"{W[i, j]:.3f}"
+            if ci_low is not None and ci_high is not None and i != j:
+                text += f"\n[{ci_low[i][j]:.2f}, {ci_high[i][j]:.2f}]"
+            colour = "white" if abs(W[i, j] - 0.5) > 0.3 else "black"
+            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=9)
+    ax.set_xticks(range(k), labels=list(names), rotation=30, ha="right")
+    ax.set_yticks(range(k), labels=list(names))
+    ax.set_xlabel("opponent")
+    ax.set_ylabel("policy")
+    fig.colorbar(image, ax=ax, label="P(policy ≻ opponent)", shrink=0.8)
+    if title:
+        ax.set_title(textwrap.fill(title, width=max(40, int(9 * size))), fontsize=10)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,10 +1,11 @@
-"""``nashmp`` command line: ``solve``, ``run`` and ``compare`` over the exact layer.
+"""``nashmp`` command line: the exact layer (``solve``, ``run``, ``compare``), ``approx``, ``rl`` and ``train``.
 
 Examples::
 
     nashmp solve --preference P.npy --ref ref.npy --beta 0.1 --out star.npy
     nashmp run --preference P.npy --ref ref.npy --beta 0.1 --algo nash-mp --queries 200 --out runs/a
     nashmp compare --family cyclic --n 60 --games 8 --beta 0.01 --queries 3000 --out runs/demo
+    nashmp train --config run.yaml --beta 0.05 --max-steps 20
 
 Bad input files or arguments exit with status 2 and one line on stderr, never a traceback.
 """
@@ -267,6 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-episodes", type=int, default=10)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_rl_train)
+
+    from .train import add_train_arguments, cmd_train
+
+    tr = sub.add_parser(
+        "train",
+        help="online NLHF fine-tuning of a causal LM (Nash-MP, Nash-MD, online IPO, EGPO); needs nashmp[llm]",
+        description="Every NashMPConfig field is a flag; flags override --config run.yaml. "
+        "Runs unchanged under `accelerate launch`.",
+    )
+    add_train_arguments(tr)
+    tr.set_defaults(func=cmd_train)
+
+    from .eval import add_eval_arguments, cmd_eval
+
+    ev = sub.add_parser(
+        "eval",
+        help="judged win-rate matrix of LLM policies (ref, runs/NAME/final, ...) and their KL to π_ref; needs nashmp[llm]",
+        description="Default judge: lm-judge, the offline SmolLM2 as a debiased LLM judge — a different judge from "
+        "the training oracle (default committee). Writes win_rates.csv/png, kl_ref.csv, eval.md into --out.",
+    )
+    add_eval_arguments(ev)
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

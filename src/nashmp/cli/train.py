@@ -1,0 +1,121 @@
+"""``nashmp train``: online NLHF fine-tuning of a causal LM from a YAML config and/or flags.
+
+Every :class:`~nashmp.llm.NashMPConfig` field is a flag (``--beta 0.05``, ``--use-peft false``,
+``--report-to tensorboard,csv``); flags override the YAML file. Runs under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_train_arguments", "config_from_args", "plot_training_log"]
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _optional(kind: Any) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    return parse
+
+
+def _field_type(annotation: Any) -> Any:
+    """argparse ``type=`` for a dataclass field annotation (``int``, ``float | None``, ``list[str]``...)."""
+    if annotation is bool:
+        return _bool
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return _list
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _optional(_field_type(args[0]))
+    return annotation
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..llm.config import NashMPConfig
+
+    parser.add_argument("--config", help="YAML file of NashMPConfig fields (flags below override it)")
+    hints = typing.get_type_hints(NashMPConfig)
+    group = parser.add_argument_group("NashMPConfig fields")
+    for f in dataclasses.fields(NashMPConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_field_type(hints[f.name]),
+            default=argparse.SUPPRESS,  # only flags given explicitly override the YAML file
+            metavar=type(default).__name__.upper() if default is not None else "VALUE",
+            help=f"default: {default}",
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Validated :class:`NashMPConfig` from ``--config`` plus explicit flags (no model is loaded)."""
+    from ..llm.config import NashMPConfig
+
+    names = {f.name for f in dataclasses.fields(NashMPConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "config", None):
+        return NashMPConfig.from_yaml(args.config, **overrides)
+    return NashMPConfig.from_dict(overrides)
+
+
+def plot_training_log(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    """Preference against the opponent, KL to π_ref and loss against preference queries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    queries = [h["queries"] for h in history]
+    for ax, key, label in zip(
+        axes,
+        ("preference", "kl_ref", "loss"),
+        ("P(y ≻ y') vs opponent", "KL(π_θ‖π_ref) (sequence)", "loss"),
+        strict=True,
+    ):
+        ax.plot(queries, [h[key] for h in history], lw=1.3)
+        ax.set_xlabel("preference queries")
+        ax.set_title(label)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..llm.trainer import NashMPTrainer
+
+    config = config_from_args(args)
+    trainer = NashMPTrainer(config)
+    history = trainer.train()
+    if trainer.accelerator.is_main_process and history:
+        out = Path(config.output_dir)
+        plot_training_log(history, out / "training.png", f"{config.algorithm} on {config.model_name_or_path}")
+        last = history[-1]
+        print(
+            f"{config.algorithm}: {int(last['step'])} steps, {int(last['queries'])} queries, "
+            f"preference {last['preference']:.3f}, KL(π‖π_ref) {last['kl_ref']:.3g}; "
+            f"model in {out / 'final'}, log in {out / 'log.csv'}"
+        )
+    return 0

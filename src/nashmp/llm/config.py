@@ -1,0 +1,171 @@
+"""``NashMPConfig``: every hyper-parameter of an LLM run, validated before any model is loaded."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidParameterError
+from ..games.game import check_positive, check_positive_int
+
+__all__ = ["NashMPConfig", "LLM_ALGORITHMS", "OPPONENTS"]
+
+#: algorithm → what one optimiser step does (all share the REINFORCE prox loss or the IPO loss).
+LLM_ALGORITHMS = {
+    "nash-mp": "practical Nash-MP: PG prox step against an opponent, KL to π_ref (β) and to an EMA anchor (β/η)",
+    "nash-mp-faithful": "two-phase Nash-MP: M steps against π_k give π_{k+½}; M steps against π_{k+½}; π_{k+1}",
+    "nash-md": "Nash-MD-PG: opponent sampled from the token-level geometric mixture π_θ^{1−c} π_ref^c",
+    "online-ipo": "self-play online IPO squared loss (OMD/INPO form)",
+    "egpo": "extragradient online IPO: look-ahead step, then the update from θ_t with the look-ahead gradient",
+}
+OPPONENTS = ("ema", "self", "half")
+
+
+@dataclass
+class NashMPConfig:
+    """Configuration of :class:`~nashmp.llm.NashMPTrainer` (every field is a ``nashmp train --field`` flag).
+
+    Defaults fit the offline SmolLM2-135M-Instruct with LoRA on a 2-core CPU; they are not tuned.
+    """
+
+    # ---------------------------------------------------------------- model and data
+    model_name_or_path: str = "smollm2"
+    """Local HF model folder, a hub id already in the local cache, or ``smollm2`` (offline default)."""
+    dataset: str = "default"
+    """``default`` (nashmp's prompt set), a .jsonl/.json/.txt file, or a ``datasets`` name/folder."""
+    prompt_column: str = "prompt"
+    dataset_split: str = "train"
+    max_prompt_length: int = 128
+    """Prompts are left-truncated to this many tokens (after the chat template)."""
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    """Sampling temperature; log-probabilities of π_θ, π_ref and the anchors use the same T, so the
+    trained and regularised objects are the tempered policies (no importance correction needed)."""
+    dtype: str = "float32"
+
+    # ---------------------------------------------------------------- algorithm
+    algorithm: str = "nash-mp"
+    opponent: str = "self"
+    """nash-mp's opponent: ``self`` (a second sample of π_θ), ``ema`` (the anchor) or ``half`` (a frozen
+    snapshot of π_θ refreshed every ``half_every`` steps)."""
+    beta: float = 0.1
+    """β, weight of KL(π‖π_ref)."""
+    eta: float | None = None
+    """Nash-MP step η: the anchor KL has weight β/η. None → 2β (the exact algorithm's default)."""
+    ema: float = 0.05
+    """κ: anchor θ̄ ← (1−κ) θ̄ + κ θ after every step (nash-mp)."""
+    half_every: int = 10
+    inner_steps: int = 4
+    """M, optimiser steps per proximal sub-problem of ``nash-mp-faithful`` (one outer iteration = 2M steps)."""
+    mixture_coef: float = 0.5
+    """c of Nash-MD's geometric mixture π_θ^{1−c} π_ref^c (TRL's default 0.5)."""
+    oracle: str = "committee"
+    """Training preference oracle: ``committee`` (offline criteria), ``lm-judge`` (the base model as a
+    debiased pairwise judge) or ``http:<base_url>`` (an OpenAI-compatible server)."""
+
+    # ---------------------------------------------------------------- optimisation
+    learning_rate: float = 1e-4
+    per_device_train_batch_size: int = 4
+    """Prompts per process and step; each gives one compared pair (one preference query)."""
+    max_steps: int = 50
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    use_peft: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    # ---------------------------------------------------------------- bookkeeping
+    output_dir: str = "runs/nashmp"
+    seed: int = 0
+    save_steps: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    logging_steps: int = 1
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """accelerate trackers (``tensorboard``, ``wandb``, ``mlflow``, ...); a CSV log is always written."""
+    resume_from_checkpoint: str | None = None
+    """A ``checkpoint-N`` folder, or ``latest`` for the newest one in ``output_dir``."""
+    use_cpu: bool = False
+    """Train on CPU even when a GPU is available (CPU is automatic when there is none)."""
+    num_threads: int = 0
+    """torch intra-op threads (0: torch's default)."""
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in LLM_ALGORITHMS:
+            raise InvalidParameterError(f"unknown algorithm {self.algorithm!r}; choose one of {list(LLM_ALGORITHMS)}.")
+        if self.opponent not in OPPONENTS:
+            raise InvalidParameterError(f"opponent must be one of {list(OPPONENTS)}, got {self.opponent!r}.")
+        check_positive("beta", self.beta)
+        if self.eta is not None:
+            check_positive("eta", self.eta)
+        check_positive("temperature", self.temperature)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("max_grad_norm", self.max_grad_norm)
+        for name in (
+            "max_prompt_length",
+            "max_new_tokens",
+            "half_every",
+            "inner_steps",
+            "per_device_train_batch_size",
+            "max_steps",
+            "logging_steps",
+            "lora_r",
+            "lora_alpha",
+        ):
+            check_positive_int(name, getattr(self, name))
+        if not isinstance(self.save_steps, int) or self.save_steps < 0:
+            raise InvalidParameterError(f"save_steps must be an integer ≥ 0, got {self.save_steps!r}.")
+        if not 0 < self.ema <= 1:
+            raise InvalidParameterError(f"ema must lie in (0, 1], got {self.ema!r}.")
+        if not 0 <= self.mixture_coef <= 1:
+            raise InvalidParameterError(f"mixture_coef must lie in [0, 1], got {self.mixture_coef!r}.")
+        if not 0 <= self.lora_dropout < 1:
+            raise InvalidParameterError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout!r}.")
+        if self.weight_decay < 0:
+            raise InvalidParameterError(f"weight_decay must be ≥ 0, got {self.weight_decay!r}.")
+        if self.num_threads < 0:
+            raise InvalidParameterError(f"num_threads must be ≥ 0, got {self.num_threads!r}.")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise InvalidParameterError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+
+    @property
+    def anchor_weight(self) -> float:
+        """β/η, the weight of KL(π_θ‖anchor)."""
+        return self.beta / (self.eta if self.eta is not None else 2 * self.beta)
+
+    @property
+    def trackers(self) -> list[str]:
+        return [t for t in self.report_to if t not in ("none", "csv")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> NashMPConfig:
+        """Read a YAML mapping of field → value; ``overrides`` win. Unknown keys are an error."""
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidParameterError(f"config file {p} does not exist.")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise InvalidParameterError(f"config file {p} must hold a mapping of field: value.")
+        data.update(overrides)
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NashMPConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InvalidParameterError(f"unknown config field(s) {unknown}; see `nashmp train --help`.")
+        return cls(**data)

@@ -1,0 +1,144 @@
+r"""Token-level sampling with the KV cache, and teacher-forced log-probabilities of completions.
+
+Both functions take *views* of models (:class:`ModelView`): a module plus the context that selects
+what it computes — the policy, π_ref (PEFT adapters disabled, or a frozen copy) or a parameter
+snapshot (the EMA anchor, a half-step policy). Sampling draws from the **geometric mixture**
+:math:`\mu(\cdot)\propto\prod_i \pi_i(\cdot)^{w_i}` of the tempered next-token distributions of its
+views: one view with weight 1 is plain sampling at temperature T; the policy and π_ref with weights
+1−c and c is Nash-MD's opponent. Every quantity stays in log space (Gumbel-max on log-probabilities).
+
+Position ids are ``cumsum(attention_mask) − 1`` in both functions, so a left-padded batch gets the
+same positions whether it is decoded incrementally (with the cache) or scored in one pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["ModelView", "sample_completions", "completion_log_probs", "swap_parameters", "CACHE_KW"]
+
+
+def _cache_names() -> tuple[str, str]:
+    """transformers ≥ 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    fields = getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+    return ("cache", "cache") if "cache" in fields else ("past_key_values", "past_key_values")
+
+
+CACHE_KW, CACHE_ATTR = _cache_names()
+
+
+@dataclass
+class ModelView:
+    """``module`` called inside ``context()`` (e.g. ``peft_model.disable_adapter`` or a parameter swap)."""
+
+    module: Any
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.context():
+            return self.module(**kwargs)
+
+
+@contextlib.contextmanager
+def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None]:
+    """Temporarily give ``params`` the tensors ``values`` (an O(1) storage swap, no copy), then swap back.
+
+    Used to evaluate the model at a snapshot (EMA anchor, half-step policy) without a second model.
+    Only valid without autograd through the swapped parameters (the callers run under ``no_grad``).
+    """
+    for p, v in zip(params, values, strict=True):
+        p.data, v.data = v.data, p.data
+    try:
+        yield
+    finally:
+        for p, v in zip(params, values, strict=True):
+            p.data, v.data = v.data, p.data
+
+
+def _positions(mask: Tensor) -> Tensor:
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.no_grad()
+def sample_completions(
+    views: Sequence[tuple[ModelView, float]],
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    eos_token_id: int,
+    pad_token_id: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Sample completions of left-padded prompts from :math:`\mu\propto\prod_i\pi_i^{w_i}` (tempered).
+
+    Returns ``(ids, mask, logp)``, each ``(B, T)`` with T ≤ ``max_new_tokens``: the tokens (``pad`` after
+    the end), 1 for tokens up to and including the first EOS, and :math:`\log\mu` of each sampled token.
+    Draws use torch's global RNG (restored by checkpoints), via Gumbel-max on the log-probabilities.
+    """
+    batch = prompt_ids.shape[0]
+    device = prompt_ids.device
+    caches: list[Any] = [None] * len(views)
+    mask = prompt_mask.long()
+    step_ids, step_pos = prompt_ids, _positions(mask)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, alive, logps = [], [], []
+    for _ in range(max_new_tokens):
+        mixed: Tensor | float = 0.0
+        for i, (view, weight) in enumerate(views):
+            out = view(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_pos,
+                use_cache=True,
+                logits_to_keep=1,
+                **{CACHE_KW: caches[i]},
+            )
+            caches[i] = getattr(out, CACHE_ATTR)
+            mixed = mixed + weight * torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        assert isinstance(mixed, Tensor)
+        log_mu = torch.log_softmax(mixed, dim=-1)  # renormalise the geometric mixture
+        gumbel = -torch.log(-torch.log(torch.rand_like(log_mu).clamp_(1e-20, 1.0)))
+        tok = torch.argmax(log_mu + gumbel, dim=-1)
+        tok = torch.where(finished, torch.full_like(tok, pad_token_id), tok)
+        tokens.append(tok)
+        alive.append(~finished)
+        logps.append(torch.where(finished, torch.zeros_like(log_mu[:, 0]), log_mu.gather(1, tok[:, None])[:, 0]))
+        finished = finished | (tok == eos_token_id)
+        if bool(finished.all()):
+            break
+        step_ids = tok[:, None]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        step_pos = step_pos[:, -1:] + 1
+    return torch.stack(tokens, 1), torch.stack(alive, 1).long(), torch.stack(logps, 1)
+
+
+def completion_log_probs(
+    view: ModelView | Any,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    *,
+    temperature: float,
+) -> Tensor:
+    r"""Per-token :math:`\log\pi(y_t\mid x,y_{<t})` of the tempered model, ``(B, T)``, 0 where masked.
+
+    One forward pass over ``[prompt; completion]`` keeping only the T+1 last logits; differentiable
+    when called outside ``no_grad`` (the policy's training pass).
+    """
+    length = completion_ids.shape[1]
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
+    out = view(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=length + 1)
+    logits = out.logits[:, :-1].float() / temperature
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids[..., None])[..., 0]
+    return logp * completion_mask

@@ -1,0 +1,356 @@
+"""LLM layer: sampling, losses on hand-computed tensors, every algorithm, resume, config errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+pytest.importorskip("peft")
+
+from nashmp.approx.losses import ipo_loss, prox_pg_loss  # noqa: E402
+from nashmp.errors import InvalidOracleOutputError, InvalidParameterError  # noqa: E402
+from nashmp.llm.config import LLM_ALGORITHMS, NashMPConfig  # noqa: E402
+from nashmp.llm.models import ModelNotFoundError, tiny_model_and_tokenizer  # noqa: E402
+from nashmp.llm.sampling import ModelView, completion_log_probs, sample_completions, swap_parameters  # noqa: E402
+from nashmp.llm.trainer import NashMPTrainer  # noqa: E402
+from nashmp.oracles import CallableOracle  # noqa: E402
+
+PROMPTS = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why is the sky blue?"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def score(text: str) -> float:
+    return sum(ord(c) for c in text) / (10 * max(len(text), 1)) + len(text) / 5
+
+
+def length_oracle() -> CallableOracle:
+    """Bradley–Terry on a content score (mean code point, length): P = σ(s(a) − s(b))."""
+
+    def fn(x, a, b):  # type: ignore[no-untyped-def]
+        d = np.array([score(s) for s in a]) - np.array([score(s) for s in b])
+        return 0.5 * (1 + np.tanh(d / 2))  # σ(d) without overflow
+
+    return CallableOracle(fn)
+
+
+def make_trainer(tmp_path: Path, **overrides: object) -> NashMPTrainer:
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    fields = {
+        "max_steps": 2,
+        "max_new_tokens": 6,
+        "per_device_train_batch_size": 2,
+        "output_dir": str(tmp_path / "run"),
+        "progress_bar": False,
+        "learning_rate": 1e-2,
+        "inner_steps": 1,
+        **overrides,
+    }
+    return NashMPTrainer(NashMPConfig(**fields), model=model, tokenizer=tok, oracle=length_oracle(), prompts=PROMPTS)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _prompt_batch(tok):  # type: ignore[no-untyped-def]
+    enc = tok(["hello there", "hi"], return_tensors="pt", padding=True)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def test_sampled_log_probs_equal_teacher_forced_log_probs() -> None:
+    """The KV-cache decoding and the one-pass scoring agree (positions, padding, temperature)."""
+    model, tok = tiny_model_and_tokenizer(seed=1)
+    ids, mask = _prompt_batch(tok)
+    torch.manual_seed(0)
+    view = ModelView(model)
+    out, out_mask, logp = sample_completions(
+        [(view, 1.0)], ids, mask, max_new_tokens=10, temperature=0.7, eos_token_id=0, pad_token_id=tok.pad_token_id
+    )
+    scored = completion_log_probs(view, ids, mask, out, out_mask, temperature=0.7)
+    assert out.shape == (2, 10)
+    torch.testing.assert_close(scored, logp * out_mask, atol=1e-5, rtol=0)
+
+
+def test_mixture_sampling_is_the_normalised_geometric_mixture() -> None:
+    """Nash-MD's opponent: log μ = log_softmax((1−c) log π_1 + c log π_2) at every token."""
+    m1, tok = tiny_model_and_tokenizer(seed=1)
+    m2, _ = tiny_model_and_tokenizer(seed=2)
+    ids, mask = _prompt_batch(tok)
+    c, T = 0.3, 0.9
+    torch.manual_seed(0)
+    out, out_mask, logp = sample_completions(
+        [(ModelView(m1), 1 - c), (ModelView(m2), c)],
+        ids,
+        mask,
+        max_new_tokens=5,
+        temperature=T,
+        eos_token_id=0,
+        pad_token_id=tok.pad_token_id,
+    )
+    full = torch.cat([ids, out], 1)
+    fmask = torch.cat([mask, torch.ones_like(out)], 1)
+    pos = (fmask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        l1 = torch.log_softmax(m1(input_ids=full, attention_mask=fmask, position_ids=pos).logits / T, -1)
+        l2 = torch.log_softmax(m2(input_ids=full, attention_mask=fmask, position_ids=pos).logits / T, -1)
+    mix = torch.log_softmax((1 - c) * l1 + c * l2, -1)[:, ids.shape[1] - 1 : -1]
+    expected = mix.gather(-1, out[..., None])[..., 0]
+    torch.testing.assert_close(logp, expected * out_mask, atol=1e-5, rtol=0)
+
+
+def test_sampling_stops_at_eos_and_masks_the_rest() -> None:
+    model, tok = tiny_model_and_tokenizer(seed=3)
+    with torch.no_grad():  # make EOS the certain next token after two steps: bias the head
+        model.lm_head.weight.zero_()
+        model.model.embed_tokens.weight.zero_() if model.config.tie_word_embeddings else None
+    ids, mask = _prompt_batch(tok)
+    out, out_mask, _ = sample_completions(
+        [(ModelView(model), 1.0)],
+        ids,
+        mask,
+        max_new_tokens=50,
+        temperature=1.0,
+        eos_token_id=5,
+        pad_token_id=tok.pad_token_id,
+    )
+    # uniform next-token distribution over 258 tokens: some rows end early; after an EOS all is masked
+    for row, m in zip(out, out_mask, strict=True):
+        ends = (row == 5).nonzero()
+        if len(ends):
+            first = int(ends[0])
+            assert m[: first + 1].all() and not m[first + 1 :].any()
+        else:
+            assert m.all()
+
+
+def test_swap_parameters_is_exact_and_restores() -> None:
+    model, _ = tiny_model_and_tokenizer(seed=0)
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    values = [torch.randn_like(p) for p in params]
+    kept = [v.clone() for v in values]
+    with swap_parameters(params, values):
+        for p, v in zip(params, kept, strict=True):
+            assert torch.equal(p, v)
+    for p, b in zip(params, before, strict=True):
+        assert torch.equal(p, b)
+    for v, k in zip(values, kept, strict=True):
+        assert torch.equal(v, k)
+
+
+# --------------------------------------------------------------------------- losses by hand
+
+
+def test_sequence_prox_pg_loss_by_hand() -> None:
+    """Nash-MP's loss on token log-probs: value and gradient computed by hand."""
+    tokens = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -1.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    logp = (tokens * mask).sum(-1)  # [-3, -2]
+    ref, anchor = torch.tensor([-2.5, -2.5]), torch.tensor([-3.5, -1.0])
+    p = torch.tensor([0.8, 0.3])
+    beta, w = 0.1, 0.5
+    loss = prox_pg_loss(logp, p, 0.5, [(beta, ref), (w, anchor)])
+    # advantages: 0.3 − 0.1·(−0.5) − 0.5·(0.5) = 0.1 ;  −0.2 − 0.1·(0.5) − 0.5·(−1) = 0.25
+    adv = [0.3 + 0.05 - 0.25, -0.2 - 0.05 + 0.5]
+    assert math.isclose(float(loss.detach()), -(adv[0] * -3 + adv[1] * -2) / 2, rel_tol=1e-6)
+    loss.backward()
+    expected = -torch.tensor(adv)[:, None] * mask / 2
+    torch.testing.assert_close(tokens.grad, expected)
+
+
+def test_sequence_ipo_loss_by_hand() -> None:
+    logp_y, logp_yp = torch.tensor([-3.0], requires_grad=True), torch.tensor([-2.0], requires_grad=True)
+    ref_y, ref_yp = torch.tensor([-2.5]), torch.tensor([-2.5])
+    beta, o = 0.5, torch.tensor([0.9])
+    loss = ipo_loss(logp_y, logp_yp, ref_y, ref_yp, o, beta)
+    h = (-3.0 + 2.5) - (-2.0 + 2.5)  # −1
+    assert math.isclose(float(loss.detach()), (h - 0.4 / 0.5) ** 2, rel_tol=1e-6)
+    loss.backward()
+    assert math.isclose(float(logp_y.grad), 2 * (h - 0.8), rel_tol=1e-6)
+    assert math.isclose(float(logp_yp.grad), -2 * (h - 0.8), rel_tol=1e-6)
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+@pytest.mark.parametrize("algorithm", list(LLM_ALGORITHMS))
+@pytest.mark.parametrize("use_peft", [True, False])
+def test_every_algorithm_trains_two_steps(tmp_path: Path, algorithm: str, use_peft: bool) -> None:
+    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema")
+    before = [p.detach().clone() for p in trainer.params]
+    history = trainer.train()
+    assert [int(h["step"]) for h in history] == [1, 2]
+    pairs_per_step = 4 if algorithm == "egpo" else 2  # EGPO queries a fresh batch for its look-ahead
+    assert history[-1]["queries"] == 2 * pairs_per_step
+    for row in history:
+        assert all(math.isfinite(v) for v in row.values())
+        assert 0 <= row["preference"] <= 1
+    moved = max(float((p.detach() - b).abs().max()) for p, b in zip(trainer.params, before, strict=True))
+    assert moved > 0
+    out = Path(trainer.config.output_dir)
+    assert (out / "log.csv").read_text().count("\n") == 3
+    assert (out / "final" / ("adapter_model.safetensors" if use_peft else "model.safetensors")).is_file()
+    assert (out / "checkpoint-2" / "anchor.safetensors").is_file()
+
+
+def test_peft_reference_is_the_base_model(tmp_path: Path) -> None:
+    """π_ref = adapters disabled: equal to the untouched base model's logits after training."""
+    trainer = make_trainer(tmp_path, use_peft=True, max_steps=3)
+    base, tok = tiny_model_and_tokenizer(seed=0)
+    trainer.train()
+    ids, mask = _prompt_batch(tok)
+    comp = torch.tensor([[70, 71], [72, 73]])
+    cm = torch.ones_like(comp)
+    ref = completion_log_probs(trainer.ref_view, ids, mask, comp, cm, temperature=0.7)
+    exp = completion_log_probs(ModelView(base), ids, mask, comp, cm, temperature=0.7)
+    with torch.no_grad():
+        pol = completion_log_probs(trainer.policy_view, ids, mask, comp, cm, temperature=0.7)
+    torch.testing.assert_close(ref, exp)
+    assert float((pol - ref).abs().max()) > 1e-4  # the adapters did move the policy
+
+
+def test_ema_anchor_update(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, algorithm="nash-mp", ema=0.25, max_steps=1)
+    theta0 = [p.detach().clone() for p in trainer.params]
+    trainer.training_step()
+    for a, t0, t1 in zip(trainer.anchor, theta0, trainer.params, strict=True):
+        torch.testing.assert_close(a, 0.75 * t0 + 0.25 * t1.detach())
+
+
+def test_faithful_phases_switch_anchor_and_half(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, algorithm="nash-mp-faithful", inner_steps=1, max_steps=3)
+    snaps = []
+    for _ in range(3):
+        snaps.append([p.detach().clone() for p in trainer.params])
+        trainer.training_step()
+    # step 0 starts iteration k=0 (anchor = θ_0), step 1 freezes π_{½} = θ_1, step 2 starts k=1 (anchor = θ_2)
+    for a, s in zip(trainer.anchor, snaps[2], strict=True):
+        assert torch.equal(a, s)
+    for h, s in zip(trainer.half, snaps[1], strict=True):
+        assert torch.equal(h, s)
+
+
+@pytest.mark.parametrize("algorithm", ["nash-mp", "nash-mp-faithful", "egpo"])
+def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
+    """A run killed after step 3 and resumed from checkpoint-2 ends exactly like an uninterrupted one."""
+    common = {"algorithm": algorithm, "max_steps": 4, "save_steps": 2, "inner_steps": 2, "opponent": "half"}
+    full = make_trainer(tmp_path / "full", **common)
+    full_history = full.train()
+
+    killed = make_trainer(tmp_path / "killed", **common)
+    original = killed.training_step
+
+    def dies_at_step_three() -> dict[str, float]:
+        if killed.step == 3:
+            raise KeyboardInterrupt("killed")
+        return original()
+
+    killed.training_step = dies_at_step_three  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    resumed = make_trainer(tmp_path / "killed", **common, resume_from_checkpoint="latest")
+    assert resumed.step == 2
+    resumed_history = resumed.train()
+
+    assert len(resumed_history) == len(full_history) == 4
+    for got, want in zip(resumed_history, full_history, strict=True):
+        assert set(got) == set(want)
+        for key in want:
+            if key != "seconds":
+                assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+    for p, q in zip(full.params, resumed.params, strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    log = (tmp_path / "killed" / "run" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1.0", "2.0", "3.0", "4.0"]
+
+
+# --------------------------------------------------------------------------- errors before loading
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"beta": 0.0}, "beta"),
+        ({"beta": -1.0}, "beta"),
+        ({"algorithm": "dpo"}, "unknown algorithm"),
+        ({"opponent": "mirror"}, "opponent"),
+        ({"ema": 1.5}, "ema"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"max_steps": 0}, "max_steps"),
+    ],
+)
+def test_bad_config_fields(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        NashMPConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_unknown_model_path_fails_before_loading(tmp_path: Path) -> None:
+    cfg = NashMPConfig(model_name_or_path=str(tmp_path / "no-such-model"), output_dir=str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="unknown model|not a local folder"):
+        NashMPTrainer(cfg, prompts=PROMPTS)
+
+
+def test_empty_prompt_set(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="empty"):
+        NashMPTrainer(NashMPConfig(output_dir=str(tmp_path)), prompts=[])
+
+
+def test_garbage_judge_is_an_error_not_a_tie(tmp_path: Path) -> None:
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    garbage = CallableOracle(lambda x, a, b: [float("nan")] * len(a))
+    cfg = NashMPConfig(max_steps=1, max_new_tokens=4, per_device_train_batch_size=2, output_dir=str(tmp_path))
+    trainer = NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=garbage, prompts=PROMPTS)
+    with pytest.raises(InvalidOracleOutputError, match="NaN"):
+        trainer.training_step()
+
+
+# --------------------------------------------------------------------------- two processes
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch(tmp_path: Path) -> None:
+    """``accelerate launch --multi_gpu --num_processes 2`` on CPU: DDP keeps both replicas identical.
+
+    (``accelerate launch --cpu`` always starts a single process; see the README's scale-out section.)
+    """
+    script = Path(__file__).with_name("llm_ddp_script.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--multi_gpu",  # torchrun; on a machine without GPU the trainer selects accelerate's MULTI_CPU (gloo)
+        "--main_process_port",
+        str(29500 + os.getpid() % 1000),
+        str(script),
+        str(tmp_path),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sums = sorted((tmp_path / "ranks").glob("rank*.txt"))
+    assert len(sums) == 2
+    values = [s.read_text().split() for s in sums]
+    assert values[0][0] == values[1][0]  # parameter checksum identical on both ranks
+    assert values[0][1] != values[0][2]  # ... and training moved it
+    assert values[0][4] == values[1][4] == "2"  # two processes
+    assert int(float(values[0][3])) == 2 * 2 * 2  # 2 steps × 2 prompts × 2 processes
