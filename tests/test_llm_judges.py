@@ -514,7 +514,11 @@ def test_default_prompts() -> None:
     prompts = default_prompts()
     assert len(set(prompts)) >= 150 and len(set(prompts)) == len(prompts)
     assert all(5 <= len(p) <= 200 for p in prompts)
-    assert load_prompts() == prompts == load_prompts("default")
+    assert load_prompts(split="all") == prompts == load_prompts("default", split="all")
+    train, test = load_prompts(), load_prompts("default", split="test")  # training's default split is train
+    assert not set(train) & set(test) and len(train) + len(test) == len(prompts) and len(test) >= 40
+    with pytest.raises(InvalidParameterError, match="splits"):
+        load_prompts(split="validation")
     prompts.clear()
     assert default_prompts()  # callers get a copy
 

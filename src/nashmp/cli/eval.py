@@ -55,6 +55,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompts", default="default", help="'default' (nashmp's set) or a .jsonl/.txt/.json file")
     parser.add_argument("--prompt-column", default="prompt", help="field of the prompt in .jsonl/.json records")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="split of the default set or of a datasets name (default: test, the 43 default prompts held out "
+        "from training)",
+    )
     parser.add_argument("--num-prompts", type=int, default=64, help="the first N prompts of the set (default 64)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="completion budget (default 48)")
     parser.add_argument(
@@ -181,7 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.reference is not None and args.reference not in names:
         raise CLIError(f"--reference {args.reference!r} is not one of the policy names {names}")
     judge_kind, judge_plan = _judge_plan(args, base)
-    prompts = load_prompts(args.prompts, column=args.prompt_column)[: args.num_prompts]
+    prompts = load_prompts(args.prompts, column=args.prompt_column, split=args.split)[: args.num_prompts]
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
 

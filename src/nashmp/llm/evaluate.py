@@ -64,7 +64,7 @@ from .._numerics import FloatArray
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
 from .models import OFFLINE_ALIASES, ModelNotFoundError, cache_dir, prepare_tokenizer, resolve_model_path
-from .sampling import CACHE_ATTR, CACHE_KW, ModelView, completion_log_probs, sample_completions
+from .sampling import CACHE_ATTR, CACHE_KW, ModelView, completion_log_probs, encode_prompts, sample_completions
 
 __all__ = [
     "Z_95",
@@ -207,26 +207,6 @@ def load_policy(
 # --------------------------------------------------------------------------------------------------
 # generation
 # --------------------------------------------------------------------------------------------------
-
-
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, max_length: int = 128) -> tuple[Tensor, Tensor]:
-    """Chat-template (when the tokenizer has one), left-pad and left-truncate, as ``NashMPTrainer.encode_prompts``."""
-    if getattr(tokenizer, "chat_template", None):
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
-    else:
-        texts = list(prompts)
-    side, padding = tokenizer.truncation_side, tokenizer.padding_side
-    tokenizer.truncation_side, tokenizer.padding_side = "left", "left"
-    try:
-        enc = tokenizer(
-            texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length, add_special_tokens=False
-        )
-    finally:
-        tokenizer.truncation_side, tokenizer.padding_side = side, padding
-    return enc["input_ids"], enc["attention_mask"]
 
 
 @torch.no_grad()

@@ -30,9 +30,26 @@ def _default_prompts() -> tuple[str, ...]:
     return tuple(_from_jsonl(text, "prompt", "the default prompt set"))
 
 
-def default_prompts() -> list[str]:
-    """The shipped default prompt set (a fresh list; callers may shuffle it)."""
-    return list(_default_prompts())
+#: Splits of the default set: every fifth prompt is held out for evaluation (``test``, 43 prompts).
+DEFAULT_SPLITS = ("train", "test", "all")
+
+
+def default_prompts(split: str = "all") -> list[str]:
+    """The shipped default prompt set (a fresh list; callers may shuffle it).
+
+    ``split="train"`` keeps prompts whose index is not ≡ 4 (mod 5), ``"test"`` the others, so training
+    (``NashMPConfig.dataset_split="train"``) and ``nashmp eval`` (``--split test``) never share a prompt.
+
+    >>> len(default_prompts("train")) + len(default_prompts("test")) == len(default_prompts())
+    True
+    """
+    prompts = _default_prompts()
+    if split == "all":
+        return list(prompts)
+    if split not in DEFAULT_SPLITS:
+        raise InvalidParameterError(f"the default prompt set has splits {list(DEFAULT_SPLITS)}, not {split!r}.")
+    held_out = split == "test"
+    return [p for i, p in enumerate(prompts) if (i % 5 == 4) == held_out]
 
 
 def _pick(record: Any, column: str, where: str) -> Any:
@@ -99,7 +116,7 @@ def _from_datasets(spec: str, column: str, split: str) -> list[Any]:
 def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", split: str = "train") -> list[str]:
     """Prompts from the default set, a local file, or a Hugging Face ``datasets`` name or folder.
 
-    * ``None`` or ``"default"``: :func:`default_prompts`;
+    * ``None`` or ``"default"``: :func:`default_prompts` of ``split`` (train / test / all);
     * a ``.jsonl`` file: one JSON object per line, the prompt under ``column`` (bare JSON strings also work);
     * a ``.txt`` file: one prompt per line;
     * a ``.json`` file: a list of strings or of objects with ``column``, or an object mapping ``column`` to a list;
@@ -113,7 +130,7 @@ def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", spli
         ImportError: a dataset name was given but ``datasets`` is not installed.
     """
     if spec is None or spec == "default":
-        return default_prompts()
+        return default_prompts(split)
     path = Path(spec).expanduser()
     where = f"prompt file {str(spec)!r}"
     if path.is_file():

@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ModelView", "sample_completions", "completion_log_probs", "swap_parameters", "CACHE_KW"]
+__all__ = [
+    "ModelView",
+    "encode_prompts",
+    "sample_completions",
+    "completion_log_probs",
+    "swap_parameters",
+    "CACHE_KW",
+]
 
 
 def _cache_names() -> tuple[str, str]:
@@ -61,6 +68,30 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
     finally:
         for p, v in zip(params, values, strict=True):
             p.data, v.data = v.data, p.data
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, max_length: int = 128) -> tuple[Tensor, Tensor]:
+    """Chat-template (when the tokenizer has one), left-pad and left-truncate to ``max_length`` tokens.
+
+    Left padding right-aligns the prompts so that generation continues every row at the same column;
+    left truncation keeps the end of a long prompt (the generation prompt of the chat template).
+    """
+    if getattr(tokenizer, "chat_template", None):
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            for p in prompts
+        ]
+    else:
+        texts = list(prompts)
+    side, padding = tokenizer.truncation_side, tokenizer.padding_side
+    tokenizer.truncation_side, tokenizer.padding_side = "left", "left"
+    try:
+        enc = tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length, add_special_tokens=False
+        )
+    finally:
+        tokenizer.truncation_side, tokenizer.padding_side = side, padding
+    return enc["input_ids"], enc["attention_mask"]
 
 
 def _positions(mask: Tensor) -> Tensor:

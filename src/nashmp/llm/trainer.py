@@ -45,7 +45,7 @@ from ..approx.losses import ipo_loss, prox_pg_loss
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
-from .sampling import ModelView, completion_log_probs, sample_completions, swap_parameters
+from .sampling import ModelView, completion_log_probs, encode_prompts, sample_completions, swap_parameters
 
 __all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]
 
@@ -266,30 +266,9 @@ class NashMPTrainer:
         return rows
 
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """Chat-template (when the tokenizer has one), left-pad and left-truncate the prompts."""
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            texts = [
-                tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-                for p in prompts
-            ]
-        else:
-            texts = list(prompts)
-        side = tok.truncation_side
-        tok.truncation_side = "left"
-        try:
-            enc = tok(
-                texts,
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.config.max_prompt_length,
-                add_special_tokens=False,
-            )
-        finally:
-            tok.truncation_side = side
-        device = self.accelerator.device
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        """Chat-templated, left-padded, left-truncated prompt ids on this process's device."""
+        ids, mask = encode_prompts(self.tokenizer, prompts, max_length=self.config.max_prompt_length)
+        return ids.to(self.accelerator.device), mask.to(self.accelerator.device)
 
     def sample(
         self, views: Sequence[tuple[ModelView, float]], ids: Tensor, mask: Tensor
