@@ -64,7 +64,7 @@ from .._numerics import FloatArray
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
 from .models import OFFLINE_ALIASES, ModelNotFoundError, cache_dir, prepare_tokenizer, resolve_model_path
-from .sampling import CACHE_ATTR, CACHE_KW, ModelView, completion_log_probs, encode_prompts, sample_completions
+from .sampling import ModelView, completion_log_probs, encode_prompts, sample_completions
 
 __all__ = [
     "Z_95",
@@ -209,45 +209,6 @@ def load_policy(
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def _greedy_completions(
-    view: ModelView,
-    prompt_ids: Tensor,
-    prompt_mask: Tensor,
-    *,
-    max_new_tokens: int,
-    eos_token_id: int,
-    pad_token_id: int,
-) -> tuple[Tensor, Tensor]:
-    """Greedy decoding with the KV cache, the T → 0 limit of :func:`sample_completions` (same masks)."""
-    caches: Any = None
-    mask = prompt_mask.long()
-    step_ids, step_pos = prompt_ids, (mask.cumsum(-1) - 1).clamp(min=0)
-    finished = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
-    tokens, alive = [], []
-    for _ in range(max_new_tokens):
-        out = view(
-            input_ids=step_ids,
-            attention_mask=mask,
-            position_ids=step_pos,
-            use_cache=True,
-            logits_to_keep=1,
-            **{CACHE_KW: caches},
-        )
-        caches = getattr(out, CACHE_ATTR)
-        tok = torch.argmax(out.logits[:, -1].float(), dim=-1)
-        tok = torch.where(finished, torch.full_like(tok, pad_token_id), tok)
-        tokens.append(tok)
-        alive.append(~finished)
-        finished = finished | (tok == eos_token_id)
-        if bool(finished.all()):
-            break
-        step_ids = tok[:, None]
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        step_pos = step_pos[:, -1:] + 1
-    return torch.stack(tokens, 1), torch.stack(alive, 1).long()
-
-
 def _device(model: Any) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -313,20 +274,15 @@ def generate(
                 eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
                 with torch.random.fork_rng(devices=[]), torch.no_grad():
                     torch.manual_seed(_stream_seed(seed, k, b))
-                    if temperature > 0:
-                        out, out_mask, _ = sample_completions(
-                            [(view, 1.0)],
-                            ids,
-                            mask,
-                            max_new_tokens=max_new_tokens,
-                            temperature=temperature,
-                            eos_token_id=eos,
-                            pad_token_id=pad,
-                        )
-                    else:
-                        out, out_mask = _greedy_completions(
-                            view, ids, mask, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad
-                        )
+                    out, out_mask, _ = sample_completions(  # temperature 0: greedy
+                        [(view, 1.0)],
+                        ids,
+                        mask,
+                        max_new_tokens=max_new_tokens,
+                        temperature=temperature,
+                        eos_token_id=eos,
+                        pad_token_id=pad,
+                    )
                 decoded = tokenizer.batch_decode(out.masked_fill(out_mask == 0, pad), skip_special_tokens=True)
                 texts[k][start : start + len(rows)] = decoded
                 lengths[k, start : start + len(rows)] = out_mask.sum(-1).cpu().numpy()

@@ -111,6 +111,8 @@ def sample_completions(
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Sample completions of left-padded prompts from :math:`\mu\propto\prod_i\pi_i^{w_i}` (tempered).
 
+    ``temperature=0`` decodes greedily (the T → 0 limit; ``logp`` is then that of the untempered μ).
+
     Returns ``(ids, mask, logp)``, each ``(B, T)`` with T ≤ ``max_new_tokens``: the tokens (``pad`` after
     the end), 1 for tokens up to and including the first EOS, and :math:`\log\mu` of each sampled token.
     Draws use torch's global RNG (restored by checkpoints), via Gumbel-max on the log-probabilities.
@@ -134,11 +136,15 @@ def sample_completions(
                 **{CACHE_KW: caches[i]},
             )
             caches[i] = getattr(out, CACHE_ATTR)
-            mixed = mixed + weight * torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+            scale = temperature if temperature > 0 else 1.0
+            mixed = mixed + weight * torch.log_softmax(out.logits[:, -1].float() / scale, dim=-1)
         assert isinstance(mixed, Tensor)
         log_mu = torch.log_softmax(mixed, dim=-1)  # renormalise the geometric mixture
-        gumbel = -torch.log(-torch.log(torch.rand_like(log_mu).clamp_(1e-20, 1.0)))
-        tok = torch.argmax(log_mu + gumbel, dim=-1)
+        if temperature > 0:  # Gumbel-max: an exact draw from μ, in log space
+            gumbel = -torch.log(-torch.log(torch.rand_like(log_mu).clamp_(1e-20, 1.0)))
+            tok = torch.argmax(log_mu + gumbel, dim=-1)
+        else:  # the T → 0 limit: greedy decoding of the mixture
+            tok = torch.argmax(log_mu, dim=-1)
         tok = torch.where(finished, torch.full_like(tok, pad_token_id), tok)
         tokens.append(tok)
         alive.append(~finished)

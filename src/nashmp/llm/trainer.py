@@ -116,11 +116,12 @@ class NashMPTrainer:
             from .models import resolve_model_path
 
             resolve_model_path(cfg.model_name_or_path)
-        if oracle is None:
+        oracle_spec = cfg.oracle
+        if oracle is None and oracle_spec != "lm-judge":  # cheap oracles are built (and validated) first
             from .judges import make_oracle
 
-            oracle_spec = cfg.oracle  # built below, once the base model exists (lm-judge needs it)
-        elif not isinstance(oracle, PreferenceOracle):
+            oracle = make_oracle(oracle_spec)
+        if oracle is not None and not isinstance(oracle, PreferenceOracle):
             raise InvalidParameterError(f"oracle must be a PreferenceOracle, got {type(oracle).__name__}.")
         resume = self._resolve_resume(cfg)
 
@@ -162,7 +163,9 @@ class NashMPTrainer:
         if self._peft:  # checkpoints hold the adapters only, not a copy of the frozen base model
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
-        if oracle is None:
+        if oracle is None:  # the LM judge: a frozen copy of the base model
+            from .judges import make_oracle
+
             oracle = make_oracle(oracle_spec, model=judge_model, tokenizer=self.tokenizer)
         self.oracle = oracle
         self.step = 0
@@ -204,7 +207,11 @@ class NashMPTrainer:
             target_modules=list(cfg.lora_target_modules),
             task_type="CAUSAL_LM",
         )
-        return get_peft_model(model, lora)
+        import warnings
+
+        with warnings.catch_warnings():  # peft 0.21 reads a deprecated transformers alias (harmless, theirs)
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            return get_peft_model(model, lora)
 
     def _trainable_state(self) -> dict[str, Tensor]:
         return {n: p.detach() for n, p in self.raw_model.named_parameters() if p.requires_grad}

@@ -1,0 +1,113 @@
+"""``nashmp train``: YAML + flag overrides, outputs, resume, one-line errors before any model loads."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("yaml")
+pytest.importorskip("vaderSentiment")
+
+from nashmp.cli.main import main  # noqa: E402
+from nashmp.llm.models import tiny_model_and_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny")
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def write_yaml(path: Path, fields: dict[str, object]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def test_train_from_yaml_with_flag_overrides(tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    cfg = write_yaml(
+        tmp_path / "run.yaml",
+        {
+            "model_name_or_path": str(tiny_dir),
+            "beta": 0.5,
+            "max_steps": 3,
+            "max_new_tokens": 6,
+            "per_device_train_batch_size": 2,
+            "output_dir": str(out),
+            "oracle": "committee",
+            "num_threads": 1,
+            "save_steps": 2,
+        },
+    )
+    code = main(["train", "--config", str(cfg), "--beta", "0.2", "--use-peft", "false", "--progress-bar", "false"])
+    assert code == 0
+    saved = json.loads((out / "final" / "nashmp_config.json").read_text())
+    assert saved["beta"] == 0.2 and saved["use_peft"] is False and saved["max_steps"] == 3  # flag beats YAML
+    with (out / "log.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(float(r["step"])) for r in rows] == [1, 2, 3]
+    assert [int(float(r["queries"])) for r in rows] == [2, 4, 6]
+    assert (out / "training.png").stat().st_size > 1000
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+    assert "3 steps, 6 queries" in capsys.readouterr().out
+
+    # resume the finished run with a larger budget: continues at step 4 from the latest checkpoint
+    code = main(
+        ["train", "--config", str(cfg), "--beta", "0.2", "--use-peft", "false", "--progress-bar", "false"]
+        + ["--max-steps", "4", "--resume-from-checkpoint", "latest"]
+    )
+    assert code == 0
+    with (out / "log.csv").open() as fh:
+        assert [int(float(r["step"])) for r in csv.DictReader(fh)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--beta", "0"], "beta must be"),
+        (["--algorithm", "dpo"], "unknown algorithm"),
+        (["--model-name-or-path", "no/such/model/dir"], "unknown model"),
+        (["--dataset", "missing.jsonl"], "does not exist"),
+        (["--oracle", "oracle-of-delphi"], "unknown oracle"),
+        (["--use-peft", "maybe"], "expected true or false"),
+        (["--resume-from-checkpoint", "latest"], "has no checkpoint"),
+    ],
+)
+def test_train_errors_are_one_line(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the input was validated")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    with pytest.raises(SystemExit) if "true or false" in message else _no_raise():
+        code = main(["train", "--output-dir", str(tmp_path / "o"), *argv])
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_unknown_yaml_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_yaml(tmp_path / "bad.yaml", {"beta": 0.1, "bta": 0.2})
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "unknown config field(s) ['bta']" in capsys.readouterr().err
+
+
+class _no_raise:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
