@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -33,7 +34,9 @@ def write_yaml(path: Path, fields: dict[str, object]) -> Path:
     return path
 
 
-def test_train_from_yaml_with_flag_overrides(tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_from_yaml_with_flag_overrides(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     cfg = write_yaml(
         tmp_path / "run.yaml",
@@ -92,7 +95,7 @@ def test_train_errors_are_one_line(
         raise AssertionError("a model was loaded before the input was validated")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
-    with pytest.raises(SystemExit) if "true or false" in message else _no_raise():
+    with pytest.raises(SystemExit) if "true or false" in message else contextlib.nullcontext():
         code = main(["train", "--output-dir", str(tmp_path / "o"), *argv])
         assert code == 2
     err = capsys.readouterr().err.strip()
@@ -103,11 +106,3 @@ def test_unknown_yaml_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     cfg = write_yaml(tmp_path / "bad.yaml", {"beta": 0.1, "bta": 0.2})
     assert main(["train", "--config", str(cfg)]) == 2
     assert "unknown config field(s) ['bta']" in capsys.readouterr().err
-
-
-class _no_raise:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return False

@@ -156,7 +156,8 @@ class NashMPTrainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise InvalidParameterError("the model has no trainable parameters.")
-        self.anchor = _snapshot(self.params)
+        # snapshots only for the algorithms that use them (Nash-MD, online IPO and EGPO have no anchor)
+        self.anchor = _snapshot(self.params) if cfg.algorithm.startswith("nash-mp") else []
         self.half = _snapshot(self.params) if self._needs_half else []
         self.optimizer_impl = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
@@ -526,7 +527,8 @@ class NashMPTrainer:
         path = self.output_dir / f"checkpoint-{self.step}"
         acc.save_state(str(path))
         if acc.is_main_process:
-            save_file({str(i): t.contiguous() for i, t in enumerate(self.anchor)}, str(path / "anchor.safetensors"))
+            if self.anchor:
+                save_file({str(i): t.contiguous() for i, t in enumerate(self.anchor)}, str(path / "anchor.safetensors"))
             if self.half:
                 save_file({str(i): t.contiguous() for i, t in enumerate(self.half)}, str(path / "half.safetensors"))
             state = {
@@ -551,7 +553,8 @@ class NashMPTrainer:
             data = load_file(str(path / name))
             return [data[str(i)].to(device) for i in range(len(data))]
 
-        self.anchor = read("anchor.safetensors")
+        if (path / "anchor.safetensors").is_file():
+            self.anchor = read("anchor.safetensors")
         if (path / "half.safetensors").is_file():
             self.half = read("half.safetensors")
         state = json.loads((path / "trainer_state.json").read_text())
