@@ -581,3 +581,21 @@ def test_embedding_judge_prefers_the_on_topic_answer_and_is_symmetric() -> None:
     # Bradley–Terry in cos(e_x, e_y): P = σ(k (r_a − r_b)) exactly
     ra, rb = judge.relevance(q, on), judge.relevance(q, off)
     np.testing.assert_allclose(forward, 1 / (1 + np.exp(-judge.sharpness * (ra - rb))), rtol=1e-9)
+
+
+def test_load_prompts_from_datasets_folders(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    files = tmp_path / "files" / "data"
+    files.mkdir(parents=True)
+    (files / "train.jsonl").write_text('{"text": "Say hello."}\n{"text": "Name a tree."}\n')
+    assert load_prompts(str(tmp_path / "files"), column="text") == ["Say hello.", "Name a tree."]
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["a b", " c d "]})}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    assert load_prompts(str(tmp_path / "saved")) == ["a b", "c d"]
+    with pytest.raises(InvalidParameterError, match="splits"):
+        load_prompts(str(tmp_path / "saved"), split="test")
+    with pytest.raises(InvalidParameterError, match="no column"):
+        load_prompts(str(tmp_path / "saved"), column="question")
+    with pytest.raises(InvalidParameterError, match="cannot load dataset"):
+        load_prompts("nobody/no-such-dataset-offline")

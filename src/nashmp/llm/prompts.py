@@ -105,7 +105,19 @@ def _from_datasets(spec: str, column: str, split: str) -> list[Any]:
             f"loading the prompt set {spec!r} needs the `datasets` package: pip install datasets "
             "(or give a .jsonl/.txt/.json file)"
         ) from None
-    dataset = datasets.load_dataset(spec, split=split)
+    if (Path(spec) / "state.json").is_file() or (Path(spec) / "dataset_dict.json").is_file():
+        saved = datasets.load_from_disk(spec)  # a folder written by Dataset(Dict).save_to_disk
+        if isinstance(saved, datasets.DatasetDict):
+            if split not in saved:
+                raise InvalidParameterError(f"dataset {spec!r} has splits {list(saved)}, not {split!r}.")
+            saved = saved[split]
+        dataset = saved
+    else:
+        try:
+            dataset = datasets.load_dataset(spec, split=split)
+        except Exception as exc:  # datasets raises many types: unknown name offline, missing split, bad files
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InvalidParameterError(f"cannot load dataset {spec!r} (split {split!r}): {reason}") from None
     if column not in dataset.column_names:
         raise InvalidParameterError(
             f"dataset {spec!r} (split {split!r}) has no column {column!r}; its columns: {dataset.column_names}."
@@ -146,6 +158,8 @@ def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", spli
             raw = _from_json(text, column, where)
         else:
             raw = text.splitlines()
+    elif path.is_dir():  # a datasets folder: data files, or save_to_disk output
+        raw = _from_datasets(str(path), column, split)
     elif isinstance(spec, Path) or path.suffix.lower() in _FILE_SUFFIXES or str(spec).startswith(("/", ".", "~")):
         raise InvalidParameterError(
             f"{where} does not exist; give an existing .jsonl/.txt/.json file, a datasets name, or None for the default set."
