@@ -22,14 +22,14 @@ venv: $(STAMP)
 
 # LLM part: Nash-MP (LoRA) on the offline SmolLM2-135M-Instruct against the offline committee oracle, then
 # its win rate against π_ref under a different judge (MiniLM relevance) on held-out prompts.
-DEMO_LLM_STEPS ?= 12
+DEMO_LLM_STEPS ?= 8
 demo: $(STAMP)
 	$(BIN)/nashmp compare --family cyclic --n 60 --games 8 --beta 0.01 --queries 3000 \
 		--algos nash-mp,adaptive-nash-mp,egpo,omd,onpo,nash-md,mpo,online-ipo --out runs/demo
 	rm -rf runs/demo-llm
 	$(BIN)/nashmp train --algorithm nash-mp --max-steps $(DEMO_LLM_STEPS) --per-device-train-batch-size 4 \
 		--max-new-tokens 32 --learning-rate 5e-4 --num-threads 2 --output-dir runs/demo-llm
-	$(BIN)/nashmp eval --policies ref runs/demo-llm/final --names ref nash-mp --num-prompts 32 \
+	$(BIN)/nashmp eval --policies ref runs/demo-llm/final --names ref nash-mp --num-prompts 24 \
 		--max-new-tokens 32 --num-threads 2 --out runs/demo-llm/eval
 
 lint: $(STAMP)
