@@ -64,7 +64,7 @@ from .._numerics import FloatArray
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
 from .models import OFFLINE_ALIASES, ModelNotFoundError, cache_dir, prepare_tokenizer, resolve_model_path
-from .sampling import ModelView, completion_log_probs, encode_prompts, sample_completions
+from .sampling import ModelView, completion_log_probs, encode_prompts, model_device, sample_completions
 
 __all__ = [
     "Z_95",
@@ -209,13 +209,6 @@ def load_policy(
 # --------------------------------------------------------------------------------------------------
 
 
-def _device(model: Any) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
-
-
 def _stream_seed(*keys: int) -> int:
     """A torch seed from integer keys (``numpy.random.SeedSequence`` mixing: distinct keys, unrelated streams)."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
@@ -261,7 +254,7 @@ def generate(
     ref_model = None
     if reference is not None and temperature > 0 and _same_vocab(tokenizer, reference[1]):
         ref_model = reference[0]
-    device = _device(model)
+    device = model_device(model)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     view = ModelView(model)
@@ -305,7 +298,7 @@ def _log_ratio(
     if ref_model is model:
         return np.zeros(out.shape[0])
     logp = completion_log_probs(ModelView(model), ids, mask, out, out_mask, temperature=temperature).sum(-1)
-    ref_device = _device(ref_model)
+    ref_device = model_device(ref_model)
     was_training = bool(getattr(ref_model, "training", False))
     ref_model.eval()
     try:

@@ -58,7 +58,9 @@ from scipy.special import expit
 
 from .._numerics import FloatArray
 from ..errors import InvalidOracleOutputError, InvalidParameterError, JudgeError
+from ..games.game import check_positive, check_positive_int
 from ..oracles import PreferenceOracle
+from .sampling import model_device
 
 __all__ = [
     "DEFAULT_JUDGE_TEMPLATE",
@@ -118,13 +120,6 @@ def render_judge_prompt(question: str, first: str, second: str, template: str | 
     Which answer is better? Reply with A or B.
     """
     return _check_template(template).format(question=question, answer_a=first, answer_b=second)
-
-
-def _check_positive(name: str, value: float, *, integer: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else int | float)
-    if not ok or not math.isfinite(value) or value <= 0:
-        kind = "a positive integer" if integer else "a positive finite number"
-        raise InvalidParameterError(f"{name} must be {kind}, got {value!r}.")
 
 
 def _debias(first: FloatArray, second: FloatArray) -> FloatArray:
@@ -197,8 +192,8 @@ class LMJudge(PreferenceOracle):
         max_length: int = 1024,
     ) -> None:
         super().__init__()
-        _check_positive("batch_size", batch_size, integer=True)
-        _check_positive("max_length", max_length, integer=True)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("max_length", max_length)
         self.model = model
         self.tokenizer = tokenizer
         self.template = _check_template(template)
@@ -269,10 +264,7 @@ class LMJudge(PreferenceOracle):
         if not sequences:
             return out
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # less padding per batch
-        try:
-            device = next(self.model.parameters()).device
-        except (AttributeError, StopIteration):
-            device = torch.device("cpu")
+        device = model_device(self.model)
         answer_ids = torch.tensor(self.answer_ids, device=device)
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
@@ -320,8 +312,8 @@ class _SequenceClassifierReward:
                 f"a reward model must have a single output logit (num_labels=1), this one has {num_labels}; "
                 "for a 2-class preference classifier wrap it with CallableOracle instead."
             )
-        _check_positive("batch_size", batch_size, integer=True)
-        _check_positive("max_length", max_length, integer=True)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("max_length", max_length)
         self.model, self.tokenizer = model, tokenizer
         self.max_length = max_length
         # Decoder classifiers pool the last non-pad token and need config.pad_token_id to find it in a
@@ -343,10 +335,7 @@ class _SequenceClassifierReward:
 
         seqs = [self._encode(p, c) for p, c in zip(prompts, completions, strict=True)]
         scores = [0.0] * len(seqs)
-        try:
-            device = next(self.model.parameters()).device
-        except (AttributeError, StopIteration):
-            device = torch.device("cpu")
+        device = model_device(self.model)
         was_training = bool(getattr(self.model, "training", False))
         self.model.eval()
         try:
@@ -397,7 +386,7 @@ class RewardModelOracle(PreferenceOracle):
             raise InvalidParameterError(
                 f"RewardModelOracle needs a callable reward_fn, got {type(reward_fn).__name__}."
             )
-        _check_positive("temperature", temperature)
+        check_positive("temperature", temperature)
         self.reward_fn = reward_fn
         self.temperature = float(temperature)
 
@@ -533,8 +522,8 @@ class HTTPJudge(PreferenceOracle):
             raise InvalidParameterError(f"base_url must start with http:// or https://, got {base_url!r}.")
         if not isinstance(model, str) or not model:
             raise InvalidParameterError("HTTPJudge needs model=, the judge model name the server serves.")
-        _check_positive("batch_size", batch_size, integer=True)
-        _check_positive("timeout", timeout)
+        check_positive_int("batch_size", batch_size)
+        check_positive("timeout", timeout)
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
             raise InvalidParameterError(f"max_retries must be a non-negative integer, got {max_retries!r}.")
         if not isinstance(backoff, int | float) or not math.isfinite(backoff) or backoff < 0:
@@ -732,8 +721,8 @@ class CommitteeOracle(PreferenceOracle):
             criteria = (criteria,)
         if len(criteria) == 0:
             raise InvalidParameterError(f"CommitteeOracle needs at least one criterion from {COMMITTEE_CRITERIA}.")
-        _check_positive("sharpness", sharpness)
-        _check_positive("length_scale", length_scale)
+        check_positive("sharpness", sharpness)
+        check_positive("length_scale", length_scale)
         self.sharpness = float(sharpness)
         self.length_scale = float(length_scale)
         self.criteria = tuple(criteria)
@@ -787,8 +776,8 @@ class EmbeddingJudge(PreferenceOracle):
 
     def __init__(self, model: Any, tokenizer: Any, *, sharpness: float = 10.0, batch_size: int = 32) -> None:
         super().__init__()
-        _check_positive("sharpness", sharpness)
-        _check_positive("batch_size", batch_size, integer=True)
+        check_positive("sharpness", sharpness)
+        check_positive_int("batch_size", batch_size)
         self.model, self.tokenizer = model.eval(), tokenizer
         self.sharpness, self.batch_size = float(sharpness), int(batch_size)
 

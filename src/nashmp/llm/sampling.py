@@ -24,6 +24,7 @@ from torch import Tensor
 __all__ = [
     "ModelView",
     "encode_prompts",
+    "model_device",
     "sample_completions",
     "completion_log_probs",
     "swap_parameters",
@@ -92,6 +93,14 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, max_length: int = 
     finally:
         tokenizer.truncation_side, tokenizer.padding_side = side, padding
     return enc["input_ids"], enc["attention_mask"]
+
+
+def model_device(model: Any) -> torch.device:
+    """Device of a module's first parameter (CPU for parameter-less callables)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
 
 
 def _positions(mask: Tensor) -> Tensor:
