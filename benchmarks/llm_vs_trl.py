@@ -54,7 +54,7 @@ and every judge answers four hand-written good-vs-bad pairs as a sanity check.
 
 Outputs: ``benchmarks/results/llm_vs_trl.{md,json}``, ``llm_vs_trl_speed.csv``, ``llm_vs_trl_quality.csv``,
 ``llm_vs_trl_winrates.csv``, ``llm_vs_trl_train.csv``, ``docs/img/llm/llm_vs_trl_speed_{fixed,natural}.png``
-and ``docs/img/llm/llm_vs_trl_winrates.png`` (``--quick`` writes ``llm_vs_trl_quick*`` instead). Trained
+and ``docs/img/llm/llm_vs_trl_winrates.png`` (``--quick`` writes ``llm_vs_trl_quick*`` instead; git-ignored). Trained
 adapters, per-process JSON, the evaluation report and the workers' log go to ``--workdir``.
 """
 

@@ -58,6 +58,18 @@ def test_old_policy_is_refreshed_every_refresh_period() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_update_moves_actor_and_critics_and_leaves_critics_trainable() -> None:
+    """The actor step freezes the critics (it only needs ∂Q/∂a); the critic step must still train them."""
+    agent = MDPOOff(MDPOOffConfig(**TINY))
+    agent.learn(stop_after=TINY["learning_starts"])  # warm-up only: no gradient step yet
+    actor0 = [p.detach().clone() for p in agent.actor.parameters()]
+    q0 = [p.detach().clone() for p in agent.q.parameters()]
+    agent.update()
+    assert all(p.requires_grad for p in agent.q.parameters())
+    assert all((a != b).any() for a, b in zip(actor0, agent.actor.parameters(), strict=True))
+    assert all((a != b).any() for a, b in zip(q0, agent.q.parameters(), strict=True))
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     straight = MDPOOff(MDPOOffConfig(**TINY))
     straight.learn(log_every=100)

@@ -1,4 +1,4 @@
-"""``nashmp`` command line: the exact layer (``solve``, ``run``, ``compare``), ``approx``, ``rl`` and ``train``.
+"""``nashmp`` command line: the exact layer (``solve``, ``run``, ``compare``), ``approx``, ``rl``, ``train`` and ``eval``.
 
 Examples::
 
@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .. import __version__
 from ..errors import EquilibriumNotCertifiedError, InvalidParameterError, NashMPValueError
 
 __all__ = ["main", "build_parser"]
@@ -210,8 +211,14 @@ def cmd_rl_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from ..algorithms import ALGORITHMS
 
-    parser = _Parser(prog="nashmp", description="Nash Learning from Human Feedback: exact layer.")
-    parser.add_argument("--version", action="version", version="nashmp 0.1.0")
+    parser = _Parser(
+        prog="nashmp",
+        description=(
+            "Nash Learning from Human Feedback: exact preference games (solve, run, compare), sampled "
+            "Nash-MP (approx), MDPO reinforcement learning (rl), LLM fine-tuning (train) and evaluation (eval)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"nashmp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("solve", help="solve and certify π*_β; writes it as .npy")

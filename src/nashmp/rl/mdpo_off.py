@@ -42,6 +42,7 @@ from .envs import check_env_id, make_vec_env
 __all__ = ["MDPOOffConfig", "MDPOOff", "TanhGaussianActor", "actor_loss"]
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+_HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
 
 
 @dataclass
@@ -103,20 +104,31 @@ class TanhGaussianActor(nn.Module):
         mu, log_std = self.net(obs).chunk(2, -1)
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def log_prob_u(self, obs: Tensor, u: Tensor) -> Tensor:
-        """log π(a|s) for the pre-squash sample u (a = squash(u))."""
-        mu, log_std = self.params(obs)
-        normal = torch.distributions.Normal(mu, log_std.exp())
+    def log_prob_from_params(self, mu: Tensor, log_std: Tensor, u: Tensor) -> Tensor:
+        """log π(a|s) for the pre-squash sample u (a = squash(u)) given the head's (μ, log σ)."""
+        # the diagonal-Normal density written out (as torch.distributions.Normal.log_prob computes it):
+        # building a Distribution object per call costs more than the arithmetic at batch 256
+        normal = -((u - mu) ** 2) / (2 * (log_std.exp() ** 2)) - log_std - _HALF_LOG_2PI
         # log|da/du| = log scale + log(1 − tanh²u), the latter written stably as 2(log 2 − u − softplus(−2u))
         jac = torch.log(self.scale) + 2 * (np.log(2.0) - u - nn.functional.softplus(-2 * u))
-        return (normal.log_prob(u) - jac).sum(-1)
+        return (normal - jac).sum(-1)
 
-    def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Reparameterised (action, pre-squash u, log π(action|s))."""
+    def log_prob_u(self, obs: Tensor, u: Tensor) -> Tensor:
+        """log π(a|s) for the pre-squash sample u (a = squash(u))."""
+        return self.log_prob_from_params(*self.params(obs), u)
+
+    def sample_with_params(
+        self, obs: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Reparameterised (action, pre-squash u, log π(action|s), μ, log σ) from one forward pass."""
         mu, log_std = self.params(obs)
         eps = torch.randn(mu.shape, generator=generator)
         u = mu + log_std.exp() * eps
-        return self.squash(u), u, self.log_prob_u(obs, u)
+        return self.squash(u), u, self.log_prob_from_params(mu, log_std, u), mu, log_std
+
+    def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Reparameterised (action, pre-squash u, log π(action|s))."""
+        return self.sample_with_params(obs, generator)[:3]
 
     def squash(self, u: Tensor) -> Tensor:
         return self.offset + self.scale * torch.tanh(u)
@@ -199,16 +211,18 @@ class MDPOOff:
         idx = self.rng.integers(0, n, cfg.batch_size)
         obs, act, rew, nxt, term = (torch.as_tensor(self.buffer[k][idx]) for k in ("obs", "act", "rew", "next", "term"))
         # actor: a mirror-descent step centred at π_old (before the critic step, as released)
-        a_new, u_new, logp_new = self.actor.sample(obs, self.generator)
+        a_new, u_new, logp_new, mu, log_std = self.actor.sample_with_params(obs, self.generator)
         logp_old = self.old.log_prob_u(obs, u_new)
         sa = torch.cat([obs, a_new], -1)
+        # the actor step needs ∂Q/∂a, not ∂Q/∂φ: freezing the critics skips their weight gradients
+        self.q.requires_grad_(False)
         q_new = torch.min(self.q[0](sa), self.q[1](sa))[:, 0]
-        mu, log_std = self.actor.params(obs)
         loss_pi = actor_loss(logp_new, logp_old, q_new, cfg.kl_coeff, cfg.entropy)
         loss_pi = loss_pi + cfg.actor_reg * (mu.pow(2).mean() + log_std.pow(2).mean())
         self.actor_opt.zero_grad()
         loss_pi.backward()
         self.actor_opt.step()
+        self.q.requires_grad_(True)
         # critic: soft Bellman target with target Q-networks; truncations bootstrap (term = 0)
         with torch.no_grad():
             a2, _, logp2 = self.actor.sample(nxt, self.generator)
