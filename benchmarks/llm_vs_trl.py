@@ -70,6 +70,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -417,7 +418,18 @@ def speed_worker_trl(a: argparse.Namespace, mixture_fix: bool) -> dict[str, Any]
         "config": "trl-nash-md-fixmix" if mixture_fix else "trl-nash-md",
         "impl": f"trl {trl.__version__} NashMDTrainer" + (" + mixture fix" if mixture_fix else ""),
         "mixture_sanity": sanity,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **_run_record(
+            (p for p in model.parameters() if p.requires_grad), load_s, rss_before, wall, steps, source, oracle
+        ),
+    }
+
+
+def _run_record(
+    trainable: Iterable[Any], load_s: float, rss_before: float, wall: float, steps: list[Any], source: str, oracle: Any
+) -> dict[str, Any]:
+    """The fields every speed worker reports, whichever trainer it timed."""
+    return {
+        "trainable_params": sum(p.numel() for p in trainable),
         "load_seconds": load_s,
         "rss_before_train_gb": rss_before,
         "train_wall_seconds": wall,
@@ -518,13 +530,7 @@ def speed_worker_nashmp(a: argparse.Namespace, algorithm: str) -> dict[str, Any]
     return {
         "config": f"nashmp-{algorithm}",
         "impl": f"nashmp NashMPTrainer ({algorithm})",
-        "trainable_params": sum(p.numel() for p in trainer.params),
-        "load_seconds": load_s,
-        "rss_before_train_gb": rss_before,
-        "train_wall_seconds": wall,
-        "steps": steps,
-        "prompt_source": source,
-        "oracle_queries": oracle.queries,
+        **_run_record(trainer.params, load_s, rss_before, wall, steps, source, oracle),
     }
 
 

@@ -106,9 +106,9 @@ class TanhGaussianActor(nn.Module):
 
     def log_prob_from_params(self, mu: Tensor, log_std: Tensor, u: Tensor) -> Tensor:
         """log π(a|s) for the pre-squash sample u (a = squash(u)) given the head's (μ, log σ)."""
-        # the diagonal-Normal density written out (as torch.distributions.Normal.log_prob computes it):
+        # the diagonal-Normal log-density written out (the formula of torch.distributions.Normal.log_prob):
         # building a Distribution object per call costs more than the arithmetic at batch 256
-        normal = -((u - mu) ** 2) / (2 * (log_std.exp() ** 2)) - log_std - _HALF_LOG_2PI
+        normal = -((u - mu) ** 2) / (2 * torch.exp(2 * log_std)) - log_std - _HALF_LOG_2PI
         # log|da/du| = log scale + log(1 − tanh²u), the latter written stably as 2(log 2 − u − softplus(−2u))
         jac = torch.log(self.scale) + 2 * (np.log(2.0) - u - nn.functional.softplus(-2 * u))
         return (normal - jac).sum(-1)
@@ -216,13 +216,15 @@ class MDPOOff:
         sa = torch.cat([obs, a_new], -1)
         # the actor step needs ∂Q/∂a, not ∂Q/∂φ: freezing the critics skips their weight gradients
         self.q.requires_grad_(False)
-        q_new = torch.min(self.q[0](sa), self.q[1](sa))[:, 0]
-        loss_pi = actor_loss(logp_new, logp_old, q_new, cfg.kl_coeff, cfg.entropy)
-        loss_pi = loss_pi + cfg.actor_reg * (mu.pow(2).mean() + log_std.pow(2).mean())
-        self.actor_opt.zero_grad()
-        loss_pi.backward()
-        self.actor_opt.step()
-        self.q.requires_grad_(True)
+        try:
+            q_new = torch.min(self.q[0](sa), self.q[1](sa))[:, 0]
+            loss_pi = actor_loss(logp_new, logp_old, q_new, cfg.kl_coeff, cfg.entropy)
+            loss_pi = loss_pi + cfg.actor_reg * (mu.pow(2).mean() + log_std.pow(2).mean())
+            self.actor_opt.zero_grad()
+            loss_pi.backward()
+            self.actor_opt.step()
+        finally:  # an interrupted step must not leave the critics untrainable
+            self.q.requires_grad_(True)
         # critic: soft Bellman target with target Q-networks; truncations bootstrap (term = 0)
         with torch.no_grad():
             a2, _, logp2 = self.actor.sample(nxt, self.generator)
