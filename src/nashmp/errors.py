@@ -15,6 +15,7 @@ __all__ = [
     "EquilibriumNotCertifiedError",
     "InvalidOracleOutputError",
     "JudgeError",
+    "CheckpointError",
 ]
 
 
@@ -48,3 +49,7 @@ class InvalidOracleOutputError(NashMPValueError):
 
 class JudgeError(RuntimeError):
     """A judge failed after its retries (timeouts, server errors, unparsable answers); never scored as a tie."""
+
+
+class CheckpointError(NashMPValueError):
+    """A checkpoint is missing, truncated, not nashmp's, or holds something other than plain data."""

@@ -189,21 +189,18 @@ def cmd_rl_train(args: argparse.Namespace) -> int:
     from .rl import rl_train
 
     params = _params_for(args.algo, _parse_params(args.param))
-    try:
-        report = rl_train(
-            args.algo,
-            args.env,
-            args.steps,
-            args.seed,
-            Path(args.out),
-            params=params,
-            resume=args.resume,
-            checkpoint_every=args.checkpoint_every,
-            eval_episodes=args.eval_episodes,
-            progress=not args.no_progress,
-        )
-    except TypeError as exc:  # an unknown --param key
-        raise CLIError(f"bad --param for {args.algo}: {exc}") from None
+    report = rl_train(
+        args.algo,
+        args.env,
+        args.steps,
+        args.seed,
+        Path(args.out),
+        params=params,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        eval_episodes=args.eval_episodes,
+        progress=not args.no_progress,
+    )
     print(json.dumps(report))
     return 0
 

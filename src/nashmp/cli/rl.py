@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+from ..errors import InvalidParameterError
 
 __all__ = ["rl_train", "plot_learning_curve"]
 
@@ -49,6 +52,10 @@ def rl_train(
     if algo not in agents:
         raise ValueError(f"unknown RL algorithm {algo!r}; available: {sorted(agents)}")
     cls, config_cls = agents[algo]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(params) - fields)
+    if unknown:  # checked here, so that a TypeError inside a run is never mistaken for a bad --param
+        raise InvalidParameterError(f"unknown --param {unknown} for {algo}; its fields are {sorted(fields)}.")
     ckpt = out / "checkpoint.pt"
     if resume:
         if not ckpt.is_file():

@@ -1,0 +1,145 @@
+"""RL checkpoints hold plain data only: a crafted file cannot run code on ``--resume`` (issue 13, item 1)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nashmp.errors import CheckpointError
+from nashmp.rl.checkpoint import _decode, _encode, read_checkpoint
+from nashmp.rl.mdpo import MDPO, MDPOConfig
+
+MARKER_ENV = "NASHMP_TEST_MARKER"
+
+
+def _touch_marker() -> None:  # what a malicious checkpoint would run on load
+    Path(os.environ[MARKER_ENV]).write_text("pwned")
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_touch_marker, ())
+
+
+def _tiny_agent() -> MDPO:
+    return MDPO(MDPOConfig(total_steps=256, n_steps=128, vf_minibatch=64, eval_episodes=1))
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    return ["rl", "train", "--env", "Pendulum-v1", "--steps", "512", "--param", "n_steps=128",
+            "--out", str(out), "--no-progress", "--eval-episodes", "1", *extra]  # fmt: skip
+
+
+def test_saved_checkpoint_loads_with_torchs_restricted_unpickler(tmp_path: Path) -> None:
+    agent = _tiny_agent()
+    agent.learn(stop_after=1)
+    path = agent.save(tmp_path / "checkpoint.pt")
+    blob = torch.load(path, weights_only=True)  # raises if anything but plain data was written
+    assert blob["format"].startswith("nashmp-rl-checkpoint/")
+    with pytest.raises(pickle.UnpicklingError):  # and the pre-fix format would not have passed
+        buf = tmp_path / "old.pt"
+        torch.save({"env": agent.env}, buf)
+        torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_crafted_checkpoint_does_not_run_code_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    from nashmp.cli.main import main
+
+    marker = tmp_path / "marker"
+    monkeypatch.setenv(MARKER_ENV, str(marker))
+    out = tmp_path / "run"
+    assert main(_cli(out, "--checkpoint-every", "1")) == 0
+    blob = torch.load(out / "checkpoint.pt", weights_only=True)
+    if where == "top":
+        blob = {"format": blob["format"], "payload": _Payload()}
+    else:
+        blob["extra"] = {"x": [_Payload()]}
+    torch.save(blob, out / "checkpoint.pt")
+    # the payload works: plain pickle (what the old loader did) runs it
+    torch.load(out / "checkpoint.pt", weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    capsys.readouterr()
+    assert main(_cli(out, "--steps", "1024", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists(), "loading the checkpoint ran code"
+    assert err.startswith("nashmp: error: ") and err.count("\n") == 1 and "plain data" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "truncated or corrupt"), (b"not a checkpoint at all", "truncated or corrupt")],
+)
+def test_garbage_checkpoint_is_one_clear_error(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        read_checkpoint(path)
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
+    agent = _tiny_agent()
+    path = agent.save(tmp_path / "checkpoint.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(path)
+    torch.save({"weights": torch.zeros(3)}, path)  # a plain-data file that is not ours
+    with pytest.raises(CheckpointError, match="not a nashmp RL checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_planted_symlink_next_to_the_checkpoint_is_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "checkpoint.pt.tmp").symlink_to(victim)
+    _tiny_agent().save(tmp_path / "checkpoint.pt")
+    assert victim.read_text() == "keep me"
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["format"].startswith("nashmp-rl-checkpoint/")
+
+
+def test_plain_data_encoding_round_trips_exactly() -> None:
+    value = {
+        "f32": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+        "u32": np.array([1, 2**32 - 1], dtype=np.uint32),
+        "bool": np.array([True, False]),
+        "scalar": np.float64(np.pi),
+        "big_int": 2**127 + 5,  # PCG64 states are 128-bit integers
+        "deque": collections.deque([1.5, 2.5], maxlen=3),
+        "tuple": (np.int64(4), "s", None),
+        "tensor": torch.arange(3),
+    }
+    back = _decode(_encode(value))
+    assert back["f32"].dtype == np.float32 and np.array_equal(back["f32"], value["f32"])
+    assert back["u32"].dtype == np.uint32 and np.array_equal(back["u32"], value["u32"])
+    assert back["bool"].dtype == np.bool_ and back["bool"].tolist() == [True, False]
+    assert isinstance(back["scalar"], np.float64) and back["scalar"] == np.pi
+    assert back["big_int"] == 2**127 + 5
+    assert back["deque"] == value["deque"] and back["deque"].maxlen == 3
+    assert back["tuple"] == (4, "s", None) and isinstance(back["tuple"][0], np.int64)
+    assert torch.equal(back["tensor"], value["tensor"])
+    with pytest.raises(TypeError, match="not plain data"):
+        _encode({"obj": object()})
+    with pytest.raises(TypeError, match="object arrays"):
+        _encode(np.array([object()]))
+
+
+def test_unknown_param_is_one_line_and_a_type_error_inside_a_run_is_not_blamed_on_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nashmp.cli.main import main
+
+    assert main(_cli(tmp_path / "a", "--param", "nosuch=1")) == 2
+    err = capsys.readouterr().err
+    assert "unknown --param ['nosuch']" in err and err.count("\n") == 1
