@@ -6,6 +6,7 @@ and the trainer's query count.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -35,19 +36,23 @@ def main(out: Path) -> None:
         max_steps=2,
         max_new_tokens=6,
         per_device_train_batch_size=2,
+        num_generations=2,
         learning_rate=1e-2,
         output_dir=str(out / "run"),
         progress_bar=False,
     )
     prompts = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why?"]
     trainer = NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=CallableOracle(longer), prompts=prompts)
+    ids, mask = trainer.encode_prompts(["Say hi."] * 4)  # the same prompt on both ranks
+    _, _, texts = trainer._sample_from("self", ids, mask)
+    drawn = hashlib.sha256("|".join(texts).encode()).hexdigest()[:12]
     before = float(sum(p.detach().double().sum() for p in trainer.params))
     trainer.train()
     after = float(sum(p.detach().double().sum() for p in trainer.params))
     rank = trainer.accelerator.process_index
     (out / "ranks").mkdir(exist_ok=True)
     (out / "ranks" / f"rank{rank}.txt").write_text(
-        f"{after:.10e} {before:.10e} {after:.10e} {trainer.queries} {trainer.accelerator.num_processes}\n"
+        f"{after:.10e} {before:.10e} {after:.10e} {trainer.queries} {trainer.accelerator.num_processes} {drawn}\n"
     )
 
 

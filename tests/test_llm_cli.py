@@ -46,6 +46,7 @@ def test_train_from_yaml_with_flag_overrides(
             "max_steps": 3,
             "max_new_tokens": 6,
             "per_device_train_batch_size": 2,
+            "num_generations": 2,
             "output_dir": str(out),
             "oracle": "committee",
             "num_threads": 1,

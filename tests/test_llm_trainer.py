@@ -188,12 +188,15 @@ def test_sequence_ipo_loss_by_hand() -> None:
 @pytest.mark.parametrize("algorithm", list(LLM_ALGORITHMS))
 @pytest.mark.parametrize("use_peft", [True, False])
 def test_every_algorithm_trains_two_steps(tmp_path: Path, algorithm: str, use_peft: bool) -> None:
-    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema")
+    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema", num_generations=3)
     before = [p.detach().clone() for p in trainer.params]
     history = trainer.train()
     assert [int(h["step"]) for h in history] == [1, 2]
-    pairs_per_step = 4 if algorithm == "egpo" else 2  # EGPO queries a fresh batch for its look-ahead
+    selfplay = trainer.recipe.opponent_at(trainer.config, 0) == "self"
+    pairs_per_prompt = 3 if selfplay else 3  # all 3 pairs of 3 completions, or 3 (completion, opponent) pairs
+    pairs_per_step = 2 * pairs_per_prompt * (2 if algorithm == "egpo" else 1)  # EGPO: a fresh batch for its look-ahead
     assert history[-1]["queries"] == 2 * pairs_per_step
+    assert history[-1]["completions"] == 2 * 2 * 3 * (2 if algorithm == "egpo" else 1)
     for row in history:
         assert all(math.isfinite(v) for v in row.values())
         assert 0 <= row["preference"] <= 1
@@ -202,7 +205,7 @@ def test_every_algorithm_trains_two_steps(tmp_path: Path, algorithm: str, use_pe
     out = Path(trainer.config.output_dir)
     assert (out / "log.csv").read_text().count("\n") == 3
     assert (out / "final" / ("adapter_model.safetensors" if use_peft else "model.safetensors")).is_file()
-    has_anchor = algorithm.startswith("nash-mp")  # Nash-MD, online IPO and EGPO keep no snapshot
+    has_anchor = algorithm.startswith("nash-mp") or algorithm == "nash-prox"  # Nash-MD, IPO, EGPO keep none
     assert (out / "checkpoint-2" / "anchor.safetensors").is_file() == has_anchor
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()
 
@@ -270,7 +273,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
     for got, want in zip(resumed_history, full_history, strict=True):
         assert set(got) == set(want)
         for key in want:
-            if key != "seconds":
+            if key not in ("seconds", "sample_seconds"):
                 assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
     for p, q in zip(full.params, resumed.params, strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
@@ -355,4 +358,5 @@ def test_two_process_accelerate_launch(tmp_path: Path) -> None:
     assert values[0][0] == values[1][0]  # parameter checksum identical on both ranks
     assert values[0][1] != values[0][2]  # ... and training moved it
     assert values[0][4] == values[1][4] == "2"  # two processes
-    assert int(float(values[0][3])) == 2 * 2 * 2  # 2 steps × 2 prompts × 2 processes
+    assert int(float(values[0][3])) == 2 * 2 * 2  # 2 steps × 2 prompts × 1 pair (k = 2) × 2 processes
+    assert values[0][5] != values[1][5]  # per-process sampling seeds: different completions of the same prompt

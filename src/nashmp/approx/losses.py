@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..online.estimators import grouped_ipo_loss, token_pg_loss
+
 __all__ = ["prox_pg_loss", "sampled_prox_loss", "exact_prox_objective", "masked_kl", "ipo_loss"]
 
 
@@ -34,10 +36,10 @@ def prox_pg_loss(
     whose gradient is an unbiased estimate of :math:`-\nabla J` for :math:`y_b\sim\pi_\theta` (the
     baseline and the score-function identity :math:`\mathbb E[\nabla\log\pi]=0` remove the rest).
     """
-    adv = reward - baseline
-    for w, log_a in anchors:
-        adv = adv - w * (logp_y - log_a).detach()
-    return -(adv.detach() * logp_y).mean()
+    # the one-token case (T = 1) of the family's estimator: one implementation for every layer
+    advantage = torch.as_tensor(reward - baseline, dtype=logp_y.dtype)
+    ones = torch.ones_like(logp_y)[:, None]
+    return token_pg_loss(logp_y[:, None], ones, advantage, [(w, log_a[:, None]) for w, log_a in anchors])
 
 
 def sampled_prox_loss(
@@ -80,5 +82,5 @@ def exact_prox_objective(
 def ipo_loss(logp_y: Tensor, logp_yp: Tensor, ref_y: Tensor, ref_yp: Tensor, target: Tensor, beta: float) -> Tensor:
     r"""Online-IPO squared loss :math:`\big[h_\theta(y,y')-(o-\tfrac12)/\beta\big]^2`, with
     :math:`h_\theta=\log\frac{\pi_\theta(y)\pi_{\rm ref}(y')}{\pi_{\rm ref}(y)\pi_\theta(y')}` and ``target`` = o."""
-    h = (logp_y - ref_y) - (logp_yp - ref_yp)
-    return ((h - (target - 0.5) / beta) ** 2).mean()
+    rows = lambda a, b: torch.stack([a, b], 1).reshape(-1)  # noqa: E731  (pairs as groups of k = 2)
+    return grouped_ipo_loss(rows(logp_y, logp_yp), rows(ref_y, ref_yp), target.reshape(-1, 1), beta, 2)

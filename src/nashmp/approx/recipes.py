@@ -4,18 +4,20 @@ Every recipe spends preference queries through a :class:`~nashmp.oracles.Prefere
 query per compared pair) and is measured with the *exact* metrics of the core (π_θ is a full
 distribution over a finite response set, π*_β is certified).
 
-Recipes (``ApproxConfig.recipe``)
----------------------------------
-``faithful``  Approximate Nash-MP as in the paper: centre θ_k frozen; the half step runs ``inner_steps``
+Recipes (``ApproxConfig.recipe``) are the online family of :mod:`nashmp.online.recipes`, with the same
+names and schedules as the LLM trainer (``nash-mp``, ``nash-mp-faithful``, ``nash-prox``, ``nash-md``,
+``online-ipo``, ``egpo``; the former names ``practical``, ``faithful`` and ``nash-md-pg`` still work, with a
+FutureWarning). One :meth:`ApproxLearner.step` is one gradient step of the recipe:
+
+``nash-mp-faithful`` Approximate Nash-MP as in the paper: centre θ_k frozen; the half step runs ``inner_steps``
               PG steps on :math:`J_{k,\pi_k}` (opponent samples from the frozen centre), the result is
               frozen as θ_{k+½}; the full step runs ``inner_steps`` PG steps on :math:`J_{k,\pi_{k+½}}`,
-              warm-started from θ_{k+½} (closer to its solution than θ_k), with a fresh optimiser per
-              sub-problem.
-``practical`` One model, an EMA anchor θ̄ ← (1−κ)θ̄ + κθ as prox centre (weight β/η), opponent
-              ``self`` (default: stop-gradient self-play, as in Nash Prox), ``ema`` (the analogue of the
-              half step) or ``half`` (a snapshot of θ refreshed every ``half_every`` steps).
-              Defaults come from the study in docs/approx-study.md.
-``nash-md-pg`` Nash-MD-PG: opponent the geometric mixture π_θ^{1−c} π_ref^{c} (``mixture`` = c), KL to π_ref.
+              warm-started from θ_{k+½}, with a fresh optimiser per sub-problem.
+``nash-mp``   One model, an EMA anchor θ̄ ← (1−κ)θ̄ + κθ as prox centre (weight β/η), opponent
+              ``self`` (default: stop-gradient self-play), ``ema`` or ``half`` (a snapshot of θ refreshed
+              every ``half_every`` steps). Defaults come from the study in docs/approx-study.md.
+``nash-prox`` self-play PG with the prox centre hard-refreshed every ``prox_every`` steps.
+``nash-md``   Nash-MD-PG: opponent the geometric mixture π_θ^{1−c} π_ref^{c} (``mixture_coef`` = c).
 ``online-ipo`` self-play squared loss [h_θ(y,y') − (o − ½)/β]², y, y' ∼ π_θ.
 ``egpo``      sampled extragradient on the online-IPO loss (EGPO): a look-ahead optimiser step to θ_{t+½}
               (same rule and state as the update), new pairs and targets from π_{θ_{t+½}}, the gradient
@@ -39,20 +41,24 @@ from torch import Tensor
 
 from ..errors import InvalidParameterError
 from ..games.game import PreferenceGame, check_positive, check_positive_int
+from ..online.recipes import ALIASES, OPPONENTS, get_recipe
+from ..online.recipes import RECIPES as FAMILY
 from ..oracles import GameOracle, NoisyOracle, PreferenceOracle
 from .losses import exact_prox_objective, ipo_loss, sampled_prox_loss
 from .policies import Policy, make_policy, sample
 
 __all__ = ["RECIPES", "ApproxConfig", "ApproxLearner"]
 
-RECIPES = ("faithful", "practical", "nash-md-pg", "online-ipo", "egpo")
+RECIPES = tuple(FAMILY)
+#: the approximate layer's former recipe names
+_OLD_NAMES = {"practical": "nash-mp", "faithful": "nash-mp-faithful", **ALIASES}
 _CHOICES = {
     "optimizer": ("adam", "sgd"),
     "gradient": ("sampled", "exact"),
     "feedback": ("probability", "bernoulli"),
     "baseline": ("half", "learned"),
     "kl_estimator": ("sampled", "analytic"),
-    "opponent": ("ema", "self", "half"),
+    "opponent": tuple(OPPONENTS),
     "policy": ("tabular", "mlp"),
 }
 
@@ -61,7 +67,7 @@ _CHOICES = {
 class ApproxConfig:
     """Hyper-parameters of an approximate run (every field is a CLI ``--param``)."""
 
-    recipe: str = "practical"
+    recipe: str = "nash-mp"
     eta: float | None = None
     """Nash-MP step η (prox weight β/η); None → 2β."""
     inner_steps: int = 20
@@ -83,7 +89,9 @@ class ApproxConfig:
     opponent: str = "self"
     """Practical recipe's opponent: ``self`` (best in the study; ``ema`` and ``half`` within noise)."""
     half_every: int = 10
-    mixture: float = 0.5
+    prox_every: int = 20
+    """K of ``nash-prox``: steps between refreshes of the proximal centre."""
+    mixture_coef: float = 0.5
     """Nash-MD-PG's geometric-mixture weight c of π_ref."""
     policy: str = "tabular"
     hidden: int = 64
@@ -92,6 +100,12 @@ class ApproxConfig:
     """torch intra-op threads during the run (1 is fastest for these small tensors; None: leave torch's)."""
 
     def __post_init__(self) -> None:
+        if self.recipe in _OLD_NAMES:
+            import warnings
+
+            new = _OLD_NAMES[self.recipe]
+            warnings.warn(f"recipe {self.recipe!r} is now called {new!r}", FutureWarning, stacklevel=2)
+            self.recipe = new
         if self.recipe not in RECIPES:
             raise InvalidParameterError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}.")
         for name, options in _CHOICES.items():
@@ -100,12 +114,12 @@ class ApproxConfig:
         if self.eta is not None:
             check_positive("eta", self.eta)
         check_positive("lr", self.lr)
-        for name in ("inner_steps", "batch_size", "half_every", "hidden"):
+        for name in ("inner_steps", "batch_size", "half_every", "prox_every", "hidden"):
             check_positive_int(name, getattr(self, name))
         if not 0 < self.ema <= 1:
             raise InvalidParameterError(f"ema must lie in (0, 1], got {self.ema!r}.")
-        if not 0 <= self.mixture <= 1:
-            raise InvalidParameterError(f"mixture must lie in [0, 1], got {self.mixture!r}.")
+        if not 0 <= self.mixture_coef <= 1:
+            raise InvalidParameterError(f"mixture_coef must lie in [0, 1], got {self.mixture_coef!r}.")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -208,44 +222,39 @@ class ApproxLearner:
 
     # ------------------------------------------------------------------ recipes
     def step(self) -> None:
-        """One unit of the recipe (an outer iteration for ``faithful``, one gradient step otherwise)."""
-        {
-            "faithful": self._faithful,
-            "practical": self._practical,
-            "nash-md-pg": self._nash_md_pg,
-            "online-ipo": self._online_ipo,
-            "egpo": self._egpo,
-        }[self.cfg.recipe]()
+        """One gradient step of the recipe (:class:`~nashmp.online.Recipe`: opponent, loss, events)."""
+        recipe = get_recipe(self.cfg.recipe)
+        self._run_events(recipe.before(self.cfg, self.steps))
+        if recipe.loss == "ipo":
+            self._egpo() if recipe.extragradient else self._online_ipo()
+        else:
+            opponent = self._opponent(recipe.opponent_at(self.cfg, self.steps))
+            center = self.anchor.log_probs if recipe.anchor_kl else None
+            self.prox_step(opponent, center, self.beta / self.eta if recipe.anchor_kl else 0.0)
+        self._run_events(recipe.after(self.cfg, self.steps))
 
-    def _faithful(self) -> None:
-        w = self.beta / self.eta
-        center = _frozen(self.policy)
-        self.optimizer = self._new_optimizer()
-        for _ in range(self.cfg.inner_steps):  # π_{k+½} ≈ T_{π_k}(π_k)
-            self.prox_step(center.log_probs, center.log_probs, w)
-        half = _frozen(self.policy)
-        self.optimizer = self._new_optimizer()
-        for _ in range(self.cfg.inner_steps):  # π_{k+1} ≈ T_{π_k}(π_{k+½}), warm start at θ_{k+½}
-            self.prox_step(half.log_probs, center.log_probs, w)
-        self.anchor, self.half = center, half
+    def _run_events(self, events: tuple[str, ...]) -> None:
+        for event in events:
+            if event == "ema":  # θ̄ ← (1−κ) θ̄ + κ θ
+                with torch.no_grad():
+                    for pa, p in zip(self.anchor.parameters(), self.policy.parameters(), strict=True):
+                        pa.lerp_(p, self.cfg.ema)
+            elif event == "anchor<-theta":
+                self.anchor = _frozen(self.policy)
+            elif event == "half<-theta":
+                self.half = _frozen(self.policy)
+            elif event == "reset-optimizer":
+                self.optimizer = self._new_optimizer()
+            else:  # pragma: no cover - a recipe names an event this learner does not know
+                raise InvalidParameterError(f"unknown recipe event {event!r}")
 
-    def _practical(self) -> None:
-        cfg = self.cfg
+    def _opponent(self, who: str) -> LogProbFn:
+        """log μ for the recipe's opponent: sg π_θ, a frozen snapshot, or Nash-MD's geometric mixture."""
+        c = self.cfg.mixture_coef
 
         def self_play(x: Tensor) -> Tensor:
             with torch.no_grad():
                 return self.policy.log_probs(x)
-
-        opponent = {"ema": self.anchor.log_probs, "self": self_play, "half": self.half.log_probs}[cfg.opponent]
-        self.prox_step(opponent, self.anchor.log_probs, self.beta / self.eta)
-        with torch.no_grad():  # θ̄ ← (1−κ) θ̄ + κ θ
-            for pa, p in zip(self.anchor.parameters(), self.policy.parameters(), strict=True):
-                pa.lerp_(p, cfg.ema)
-        if cfg.opponent == "half" and self.steps % cfg.half_every == 0:
-            self.half = _frozen(self.policy)
-
-    def _nash_md_pg(self) -> None:
-        c = self.cfg.mixture
 
         def mixture(x: Tensor) -> Tensor:
             with torch.no_grad():
@@ -254,7 +263,8 @@ class ApproxLearner:
                     return own if c == 0.0 else ref
                 return torch.log_softmax((1 - c) * own + c * ref, dim=-1)
 
-        self.prox_step(mixture, None, 0.0)
+        table = {"self": self_play, "anchor": self.anchor.log_probs, "half": self.half.log_probs, "mixture": mixture}
+        return table[who]
 
     def _ipo_loss_on(self, module: Policy) -> Tensor:
         """Self-play IPO loss of ``module`` on a fresh batch of pairs sampled from it (counts queries)."""

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_train_arguments", "config_from_args", "plot_training_log"]
+__all__ = ["add_train_arguments", "config_from_args"]
 
 
 def _bool(text: str) -> bool:
@@ -78,31 +78,6 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return NashMPConfig.from_dict(overrides)
 
 
-def plot_training_log(history: list[dict[str, float]], path: Path, title: str) -> Path:
-    """Preference against the opponent, KL to π_ref and loss against preference queries."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
-    queries = [h["queries"] for h in history]
-    for ax, key, label in zip(
-        axes,
-        ("preference", "kl_ref", "loss"),
-        ("P(y ≻ y') vs opponent", "KL(π_θ‖π_ref) (sequence)", "loss"),
-        strict=True,
-    ):
-        ax.plot(queries, [h[key] for h in history], lw=1.3)
-        ax.set_xlabel("preference queries")
-        ax.set_title(label)
-        ax.grid(True, alpha=0.3)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from ..llm.trainer import NashMPTrainer
 
@@ -111,11 +86,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     history = trainer.train()
     if trainer.accelerator.is_main_process and history:
         out = Path(config.output_dir)
-        plot_training_log(history, out / "training.png", f"{config.algorithm} on {config.model_name_or_path}")
         last = history[-1]
+        win = f", held-out win rate vs π_ref {last['eval_win_rate']:.3f}" if "eval_win_rate" in last else ""
         print(
             f"{config.algorithm}: {int(last['step'])} steps, {int(last['queries'])} queries, "
-            f"preference {last['preference']:.3f}, KL(π‖π_ref) {last['kl_ref']:.3g}; "
-            f"model in {out / 'final'}, log in {out / 'log.csv'}"
+            f"KL(π‖π_ref) {last['kl_ref']:.3g}{win}; model in {out / 'final'}, log in {out / 'log.csv'}, "
+            f"curves in {out / 'training.png'}"
         )
     return 0

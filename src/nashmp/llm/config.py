@@ -9,25 +9,21 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
+from ..online.recipes import ALIASES, RECIPES, Recipe
+from ..online.recipes import OPPONENTS as _OPPONENTS
 
 __all__ = ["NashMPConfig", "LLM_ALGORITHMS", "OPPONENTS"]
 
-#: algorithm → what one optimiser step does (all share the REINFORCE prox loss or the IPO loss).
-LLM_ALGORITHMS = {
-    "nash-mp": "practical Nash-MP: PG prox step against an opponent, KL to π_ref (β) and to an EMA anchor (β/η)",
-    "nash-mp-faithful": "two-phase Nash-MP: M steps against π_k give π_{k+½}; M steps against π_{k+½}; π_{k+1}",
-    "nash-md": "Nash-MD-PG: opponent sampled from the token-level geometric mixture π_θ^{1−c} π_ref^c",
-    "online-ipo": "self-play online IPO squared loss (OMD/INPO form)",
-    "egpo": "extragradient online IPO: look-ahead step, then the update from θ_t with the look-ahead gradient",
-}
-OPPONENTS = ("ema", "self", "half")
+#: algorithm → what one optimiser step does (the recipes of :mod:`nashmp.online`, shared with the approx layer)
+LLM_ALGORITHMS = {name: recipe.summary for name, recipe in RECIPES.items()}
+OPPONENTS = tuple(_OPPONENTS)
 
 
 @dataclass
 class NashMPConfig:
     """Configuration of :class:`~nashmp.llm.NashMPTrainer` (every field is a ``nashmp train --field`` flag).
 
-    Defaults fit the offline SmolLM2-135M-Instruct with LoRA on a 2-core CPU; they are not tuned.
+    Defaults fit the offline SmolLM2-135M-Instruct with LoRA on a 2-core CPU (docs/llm.md, "Defaults").
     """
 
     # ---------------------------------------------------------------- model and data
@@ -57,6 +53,9 @@ class NashMPConfig:
     ema: float = 0.05
     """κ: anchor θ̄ ← (1−κ) θ̄ + κ θ after every step (nash-mp)."""
     half_every: int = 10
+    """nash-mp with ``opponent=half``: steps between refreshes of the frozen half copy."""
+    prox_every: int = 20
+    """K of ``nash-prox``: the proximal centre is reset to θ every K steps (a proximal-point outer loop)."""
     inner_steps: int = 4
     """M, optimiser steps per proximal sub-problem of ``nash-mp-faithful`` (one outer iteration = 2M steps)."""
     mixture_coef: float = 0.5
@@ -68,7 +67,10 @@ class NashMPConfig:
     # ---------------------------------------------------------------- optimisation
     learning_rate: float = 1e-4
     per_device_train_batch_size: int = 4
-    """Prompts per process and step; each gives one compared pair (one preference query)."""
+    """Prompts per process and step."""
+    num_generations: int = 4
+    """k, completions per prompt, all in the gradient. Self-play recipes compare all k(k−1)/2 pairs of a
+    prompt (k ≥ 2); recipes with another opponent draw k opponent completions and compare k pairs."""
     max_steps: int = 50
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
@@ -93,8 +95,24 @@ class NashMPConfig:
     num_threads: int = 0
     """torch intra-op threads (0: torch's default)."""
     progress_bar: bool = True
+    merge_lora_for_sampling: bool = True
+    """Fold the LoRA delta into the base weights while sampling from one set of weights (exactly undone
+    afterwards): a plain matmul per layer instead of base + two low-rank products."""
+    eval_steps: int = 0
+    """Every N steps (and before the first), the held-out win rate of π_θ against π_ref (0: never)."""
+    eval_num_prompts: int = 16
+    """Held-out prompts of that evaluation (the ``test`` split of the default set, else the dataset's end)."""
+    eval_judge: str = "none"
+    """A second judge for the periodic evaluation, different from the training oracle (e.g. ``embedding``)."""
 
     def __post_init__(self) -> None:
+        if self.algorithm in ALIASES:
+            import warnings
+
+            warnings.warn(
+                f"algorithm {self.algorithm!r} is now {ALIASES[self.algorithm]!r}", FutureWarning, stacklevel=2
+            )
+            self.algorithm = ALIASES[self.algorithm]
         if self.algorithm not in LLM_ALGORITHMS:
             raise InvalidParameterError(f"unknown algorithm {self.algorithm!r}; choose one of {list(LLM_ALGORITHMS)}.")
         if self.opponent not in OPPONENTS:
@@ -109,7 +127,10 @@ class NashMPConfig:
             "max_prompt_length",
             "max_new_tokens",
             "half_every",
+            "prox_every",
             "inner_steps",
+            "num_generations",
+            "eval_num_prompts",
             "per_device_train_batch_size",
             "max_steps",
             "logging_steps",
@@ -117,6 +138,12 @@ class NashMPConfig:
             "lora_alpha",
         ):
             check_positive_int(name, getattr(self, name))
+        if self.recipe.opponent_at(self, 0) == "self" and self.num_generations < 2:
+            raise InvalidParameterError(
+                f"{self.algorithm} plays against its own samples: num_generations must be ≥ 2, got {self.num_generations}."
+            )
+        if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+            raise InvalidParameterError(f"eval_steps must be an integer ≥ 0, got {self.eval_steps!r}.")
         if not isinstance(self.save_steps, int) or self.save_steps < 0:
             raise InvalidParameterError(f"save_steps must be an integer ≥ 0, got {self.save_steps!r}.")
         if not 0 < self.ema <= 1:
@@ -135,6 +162,11 @@ class NashMPConfig:
             self.report_to = [self.report_to]
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+
+    @property
+    def recipe(self) -> Recipe:
+        """The algorithm's :class:`~nashmp.online.Recipe`."""
+        return RECIPES[self.algorithm]
 
     @property
     def anchor_weight(self) -> float:

@@ -1,39 +1,38 @@
-r"""``NashMPTrainer``: online Nash-MP (and Nash-MD, online IPO, EGPO) fine-tuning of causal LMs.
+r"""``NashMPTrainer``: online NLHF fine-tuning of causal LMs with the recipes of :mod:`nashmp.online`.
 
-One optimiser step, for every algorithm (B prompts per process):
+One optimiser step, for every algorithm (B prompts per process, k = ``num_generations``):
 
-1. sample ``y ~ π_θ`` and the opponent ``y' ~ μ`` with the KV cache, at temperature T;
-2. query the preference oracle once per pair: ``p = P(y ≻ y' | x)``;
-3. score the sequences with the tempered π_θ (with gradient), π_ref and the anchor (without);
-4. minimise the loss of the approximate layer (:mod:`nashmp.approx.losses`, the same functions):
+1. sample k completions per prompt from π_θ at temperature T — **one** generation call of B·k rows, with
+   LoRA folded into the weights — and, when the recipe's opponent is not π_θ itself (Nash-MD's mixture,
+   an anchor or half-step snapshot), k opponent completions per prompt;
+2. query the oracle: all k(k−1)/2 pairs of a prompt under self-play, else each completion against its
+   opponent (:func:`~nashmp.online.estimators.selfplay_advantages`, ``paired_advantages``);
+3. score the completions **in eval mode** (dropout off, the policy that sampled them) with π_θ (with
+   gradient), π_ref and the prox centre (without);
+4. minimise the recipe's loss: :func:`~nashmp.online.estimators.token_pg_loss` (REINFORCE with
+   per-token reward-to-go KLs to π_ref, weight β, and to the centre, weight β/η) or the grouped online-IPO
+   loss; EGPO takes its extragradient step;
+5. run the recipe's events (EMA θ̄ ← (1−κ)θ̄ + κθ, snapshot refreshes, optimiser resets).
 
-   * Nash-MP / Nash-MD: :func:`~nashmp.approx.losses.prox_pg_loss` with reward p, baseline ½ and anchors
-     ``[(β, log π_ref(y)), (β/η, log π̄(y))]`` — the REINFORCE surrogate of the KL-proximal step
-     :math:`\max_\pi \mathcal P(\pi\succ\mu)-\beta\mathrm{KL}(\pi\|\pi_{\rm ref})-\tfrac\beta\eta\mathrm{KL}(\pi\|\bar\pi)`
-     (Nash-MD has no anchor term);
-   * online IPO / EGPO: :func:`~nashmp.approx.losses.ipo_loss` on self-play pairs;
-
-5. update the anchor: θ̄ ← (1−κ)θ̄ + κθ (practical Nash-MP) or the phase switches of the faithful variant.
-
-Sequence log-probabilities are sums over completion tokens (EOS included), so the KL terms are the
-sequence-level KLs, estimated on the sampled ``y`` as in TRL's Nash-MD.
+The trainer never branches on the algorithm's name: it reads :class:`~nashmp.online.Recipe`.
 
 Anchors and half-step policies are **parameter snapshots** of the trainable parameters, swapped into
 the one model when needed (:func:`~nashmp.llm.sampling.swap_parameters`): with LoRA a snapshot costs the
-adapter's size (≈ 2 MB for r=16 on SmolLM2-135M), without LoRA one copy of the weights — the same as a
-frozen model, without a second module. π_ref is the base model with adapters disabled (LoRA) or one
-frozen copy (full fine-tuning).
+adapter's size (≈ 2 MB for r=16 on SmolLM2-135M), without LoRA one copy of the weights. π_ref is the base
+model with adapters disabled (LoRA) or one frozen copy (full fine-tuning). Each process samples with its
+own seed (``seed + process_index``), so processes never draw identical completions for the same prompt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..approx.losses import ipo_loss, prox_pg_loss
 from ..errors import InvalidParameterError
+from ..online.estimators import (
+    grouped_ipo_loss,
+    pair_indices,
+    paired_advantages,
+    selfplay_advantages,
+    token_pg_loss,
+)
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
 from .sampling import ModelView, completion_log_probs, encode_prompts, sample_completions, swap_parameters
@@ -53,14 +58,19 @@ __all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]
 METRICS = {
     "step": "optimiser steps taken",
     "queries": "preference queries so far, summed over processes (one per compared pair)",
+    "completions": "completions that entered the gradient so far, summed over processes",
     "loss": "the algorithm's loss on this step's batch",
-    "preference": "mean P(y ≻ y') of the policy's sample against the opponent's (½ for self-play in expectation)",
+    "preference": "mean P(y ≻ y') over the compared pairs (½ by construction under self-play)",
+    "advantage_std": "standard deviation of the sequence advantages (the preference signal's spread)",
     "kl_ref": "sequence KL(π_θ‖π_ref) estimated on the policy's samples (mean of Σ_t log π_θ − log π_ref)",
-    "kl_anchor": "sequence KL(π_θ‖π̄) to the anchor, same estimator (0 for algorithms without one)",
+    "kl_anchor": "sequence KL(π_θ‖π̄) to the prox centre, same estimator (0 for algorithms without one)",
     "length": "mean completion length in tokens",
     "eos_fraction": "fraction of completions that ended with EOS within max_new_tokens",
     "grad_norm": "gradient norm before clipping",
     "seconds": "wall-clock seconds of the step",
+    "sample_seconds": "of which sampling completions",
+    "eval_win_rate": "held-out win rate of π_θ against π_ref under the training oracle (eval_steps)",
+    "eval_win_rate_judge": "the same under eval_judge (empty without one)",
 }
 
 
@@ -72,6 +82,17 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
     return [p.detach().clone() for p in params]
+
+
+@contextlib.contextmanager
+def _eval_mode(module: Any) -> Iterator[None]:
+    """Dropout off (scoring and sampling see the same policy), then the previous mode back."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 class NashMPTrainer:
@@ -88,6 +109,11 @@ class NashMPTrainer:
         built from ``config.oracle`` when None.
     prompts:
         training prompts; loaded from ``config.dataset`` when None.
+    eval_prompts:
+        held-out prompts of the periodic evaluation (``eval_steps``); by default the ``test`` split of the
+        default set, or the last ``eval_num_prompts`` prompts of the dataset's ``test`` split if it has one.
+    eval_judge:
+        the second judge of that evaluation; built from ``config.eval_judge`` when None.
     """
 
     def __init__(
@@ -98,18 +124,24 @@ class NashMPTrainer:
         tokenizer: Any = None,
         oracle: PreferenceOracle | None = None,
         prompts: Sequence[str] | None = None,
+        eval_prompts: Sequence[str] | None = None,
+        eval_judge: PreferenceOracle | None = None,
     ) -> None:
         if not isinstance(config, NashMPConfig):
             raise InvalidParameterError(f"config must be a NashMPConfig, got {type(config).__name__}.")
         self.config = cfg = config
+        self.recipe = cfg.recipe
         # ---- everything that can fail cheaply fails before a model is loaded
-        if prompts is None:
-            from .prompts import load_prompts
+        from .prompts import load_prompts
 
+        if prompts is None:
             prompts = load_prompts(cfg.dataset, column=cfg.prompt_column, split=cfg.dataset_split)
         self.prompts = [str(p) for p in prompts]
         if not self.prompts:
             raise InvalidParameterError("the prompt set is empty; give a dataset with at least one prompt.")
+        if cfg.eval_steps and eval_prompts is None:
+            eval_prompts = load_prompts(cfg.dataset, column=cfg.prompt_column, split="test")
+        self.eval_prompts = [str(p) for p in (eval_prompts or [])][: cfg.eval_num_prompts]
         if (model is None) != (tokenizer is None):
             raise InvalidParameterError("pass both model and tokenizer, or neither (then config.model_name_or_path).")
         if model is None:
@@ -117,12 +149,15 @@ class NashMPTrainer:
 
             resolve_model_path(cfg.model_name_or_path)
         oracle_spec = cfg.oracle
-        if oracle is None and oracle_spec != "lm-judge":  # cheap oracles are built (and validated) first
-            from .judges import make_oracle
+        from .judges import make_oracle
 
+        if oracle is None and oracle_spec != "lm-judge":  # cheap oracles are built (and validated) first
             oracle = make_oracle(oracle_spec)
         if oracle is not None and not isinstance(oracle, PreferenceOracle):
             raise InvalidParameterError(f"oracle must be a PreferenceOracle, got {type(oracle).__name__}.")
+        if eval_judge is None and cfg.eval_steps and cfg.eval_judge != "none":
+            eval_judge = make_oracle(cfg.eval_judge)
+        self.eval_judge = eval_judge
         resume = self._resolve_resume(cfg)
 
         from accelerate import Accelerator
@@ -137,7 +172,7 @@ class NashMPTrainer:
         self.accelerator = Accelerator(
             cpu=cfg.use_cpu or not has_accelerator, log_with=cfg.trackers or None, project_dir=cfg.output_dir
         )
-        set_seed(cfg.seed)
+        set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
 
@@ -156,21 +191,22 @@ class NashMPTrainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise InvalidParameterError("the model has no trainable parameters.")
-        # snapshots only for the algorithms that use them (Nash-MD, online IPO and EGPO have no anchor)
-        self.anchor = _snapshot(self.params) if cfg.algorithm.startswith("nash-mp") else []
-        self.half = _snapshot(self.params) if self._needs_half else []
+        # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none)
+        self.snapshots: dict[str, list[Tensor]] = {name: _snapshot(self.params) for name in self.recipe.snapshots(cfg)}
         self.optimizer_impl = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
+        self._base_weights = self._lora_base_weights()
         if self._peft:  # checkpoints hold the adapters only, not a copy of the frozen base model
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None:  # the LM judge: a frozen copy of the base model
-            from .judges import make_oracle
-
             oracle = make_oracle(oracle_spec, model=judge_model, tokenizer=self.tokenizer)
         self.oracle = oracle
+        # per-process sampling streams (checkpointed per process by accelerate's save_state)
+        torch.manual_seed(cfg.seed + 1_000_003 * self.accelerator.process_index)
         self.step = 0
         self.queries = 0
+        self.completions = 0
         self.history: list[dict[str, float]] = []
         self.output_dir = Path(cfg.output_dir)
         if self.accelerator.is_main_process:
@@ -214,6 +250,17 @@ class NashMPTrainer:
             warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
             return get_peft_model(model, lora)
 
+    def _lora_base_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """(weight, exact copy) of every LoRA-wrapped base layer, to undo a merge without rounding drift."""
+        if not (self._peft and self.config.merge_lora_for_sampling):
+            return []
+        out = []
+        for module in self.raw_model.modules():
+            base = getattr(module, "base_layer", None)
+            if base is not None and hasattr(module, "lora_A") and isinstance(getattr(base, "weight", None), Tensor):
+                out.append((base.weight, base.weight.detach().clone()))
+        return out
+
     def _trainable_state(self) -> dict[str, Tensor]:
         return {n: p.detach() for n, p in self.raw_model.named_parameters() if p.requires_grad}
 
@@ -236,16 +283,20 @@ class NashMPTrainer:
                 expected[name].copy_(value)
 
     @property
-    def _needs_half(self) -> bool:
-        cfg = self.config
-        return cfg.algorithm == "nash-mp-faithful" or (cfg.algorithm == "nash-mp" and cfg.opponent == "half")
-
-    @property
     def raw_model(self) -> Any:
         """The model without the DDP wrapper (used for every pass without gradient)."""
         return self.accelerator.unwrap_model(self.model)
 
     # ------------------------------------------------------------------ views
+    @property
+    def anchor(self) -> list[Tensor]:
+        """The prox centre θ̄ (EMA or frozen π_k), empty for recipes without one."""
+        return self.snapshots.get("anchor", [])
+
+    @property
+    def half(self) -> list[Tensor]:
+        return self.snapshots.get("half", [])
+
     @property
     def policy_view(self) -> ModelView:
         return ModelView(self.raw_model)
@@ -258,6 +309,26 @@ class NashMPTrainer:
 
     def snapshot_view(self, values: list[Tensor]) -> ModelView:
         return ModelView(self.raw_model, lambda: swap_parameters(self.params, values))
+
+    @contextlib.contextmanager
+    def _weights_of(self, which: str) -> Iterator[ModelView]:
+        """A plain view of the model holding ``which`` weights (policy or a snapshot), LoRA merged.
+
+        The swap and the merge happen once for the whole generation call, not per decoding step; the merge is
+        undone with peft's ``unmerge_adapter`` and the base weights then restored bit for bit.
+        """
+        swap = contextlib.nullcontext() if which == "self" else swap_parameters(self.params, self.snapshots[which])
+        with torch.no_grad(), swap:
+            if not self._base_weights:
+                yield ModelView(self.raw_model)
+                return
+            self.raw_model.merge_adapter()
+            try:
+                yield ModelView(self.raw_model)
+            finally:
+                self.raw_model.unmerge_adapter()
+                for weight, original in self._base_weights:
+                    weight.copy_(original)
 
     # ------------------------------------------------------------------ data
     def _batch_prompts(self, step: int) -> list[str]:
@@ -281,10 +352,9 @@ class NashMPTrainer:
     def sample(
         self, views: Sequence[tuple[ModelView, float]], ids: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, list[str]]:
+        """Completions of the (left-padded) prompts from the geometric mixture of ``views``, in eval mode."""
         cfg, tok = self.config, self.tokenizer
-        was_training = self.raw_model.training
-        self.raw_model.eval()  # no dropout while sampling
-        try:
+        with _eval_mode(self.raw_model):
             out, out_mask, _ = sample_completions(
                 views,
                 ids,
@@ -294,120 +364,92 @@ class NashMPTrainer:
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
             )
-        finally:
-            self.raw_model.train(was_training)
         texts = tok.batch_decode(out.masked_fill(out_mask == 0, tok.pad_token_id), skip_special_tokens=True)
         return out, out_mask, texts
 
-    def _pair(self, first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """Stack two completion batches along the batch axis, right-padding to a common length."""
-        length = max(first[0].shape[1], second[0].shape[1])
-        pad = self.tokenizer.pad_token_id
+    def _sample_from(self, who: str, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, list[str]]:
+        """Sample from π_θ (``self``), a snapshot (``anchor``/``half``) or Nash-MD's ``mixture``."""
+        if who == "mixture":  # two models at every token: the policy's and π_ref's KV caches
+            c = self.config.mixture_coef
+            views = [(v, w) for v, w in ((self.policy_view, 1 - c), (self.ref_view, c)) if w > 0]
+            return self.sample(views, ids, mask)
+        with self._weights_of(who) as view:
+            return self.sample([(view, 1.0)], ids, mask)
 
-        def widen(t: Tensor, value: int) -> Tensor:
-            return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
-
-        return (
-            torch.cat([widen(first[0], pad), widen(second[0], pad)]),
-            torch.cat([widen(first[1], 0), widen(second[1], 0)]),
-        )
-
-    def _seq_logp(self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor) -> Tensor:
-        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=self.config.temperature).sum(-1)
-
-    @torch.no_grad()
-    def _frozen_logp(self, view: ModelView, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor) -> Tensor:
-        return self._seq_logp(view, ids, mask, comp, comp_mask)
+    def _token_logp(self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor) -> Tensor:
+        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=self.config.temperature)
 
     def _preference(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> Tensor:
         p = self.oracle.probability(list(prompts), list(first), list(second))
         self.queries += len(first) * self.accelerator.num_processes
         return torch.as_tensor(p, dtype=torch.float32, device=self.accelerator.device)
 
-    # ------------------------------------------------------------------ the algorithms
-    def _opponent_views(self) -> list[tuple[ModelView, float]]:
-        cfg = self.config
-        if cfg.algorithm == "nash-md":
-            c = cfg.mixture_coef
-            return [(v, w) for v, w in ((self.policy_view, 1 - c), (self.ref_view, c)) if w > 0]
-        if cfg.algorithm == "nash-mp-faithful":
-            phase_two = self.step % (2 * cfg.inner_steps) >= cfg.inner_steps
-            return [(self.snapshot_view(self.half if phase_two else self.anchor), 1.0)]
-        if cfg.opponent == "ema":
-            return [(self.snapshot_view(self.anchor), 1.0)]
-        if cfg.opponent == "half":
-            return [(self.snapshot_view(self.half), 1.0)]
-        return [(self.policy_view, 1.0)]
-
-    def _prox_pg_step(self, prompts: list[str]) -> dict[str, float]:
-        """Nash-MP (practical and faithful) and Nash-MD: one REINFORCE step on the KL-proximal problem."""
-        cfg = self.config
+    # ------------------------------------------------------------------ the recipe's loss
+    def _loss(self, prompts: list[str]) -> tuple[Tensor, dict[str, float]]:
+        """The recipe's loss on this step's prompts: k completions each, every one in the gradient."""
+        cfg, recipe, k = self.config, self.recipe, self.config.num_generations
         ids, mask = self.encode_prompts(prompts)
-        y, y_mask, y_text = self.sample([(self.policy_view, 1.0)], ids, mask)
-        _, _, o_text = self.sample(self._opponent_views(), ids, mask)
-        p = self._preference(prompts, y_text, o_text)
-        logp = self._seq_logp(self.model, ids, mask, y, y_mask)
-        ref = self._frozen_logp(self.ref_view, ids, mask, y, y_mask)
-        anchors: list[tuple[float, Tensor]] = [(cfg.beta, ref)]
-        kl_anchor = torch.zeros(())
-        if cfg.algorithm != "nash-md":
-            center = self._frozen_logp(self.snapshot_view(self.anchor), ids, mask, y, y_mask)
-            anchors.append((cfg.anchor_weight, center))
-            kl_anchor = (logp.detach() - center).mean()
-        loss = prox_pg_loss(logp, p, 0.5, anchors)
-        grad_norm = self._update(loss)
-        return {
-            "loss": float(loss.detach()),
-            "preference": float(p.mean()),
-            "kl_ref": float((logp.detach() - ref).mean()),
-            "kl_anchor": float(kl_anchor),
-            "length": float(y_mask.sum(-1).float().mean()),
-            "eos_fraction": self._eos_fraction(y, y_mask),
-            "grad_norm": grad_norm,
-        }
-
-    def _ipo_loss(self, prompts: list[str], sample_view: ModelView) -> tuple[Tensor, dict[str, float]]:
-        """Self-play online-IPO loss on a fresh batch of pairs sampled from ``sample_view``."""
-        cfg = self.config
-        ids, mask = self.encode_prompts(prompts)
-        y1, m1, t1 = self.sample([(sample_view, 1.0)], ids, mask)
-        y2, m2, t2 = self.sample([(sample_view, 1.0)], ids, mask)
-        p = self._preference(prompts, t1, t2)
-        comp, comp_mask = self._pair((y1, m1), (y2, m2))
-        ids2, mask2 = torch.cat([ids, ids]), torch.cat([mask, mask])
-        logp = self._seq_logp(self.model, ids2, mask2, comp, comp_mask)
-        ref = self._frozen_logp(self.ref_view, ids2, mask2, comp, comp_mask)
-        b = len(prompts)
-        loss = ipo_loss(logp[:b], logp[b:], ref[:b], ref[b:], p, cfg.beta)
+        ids, mask = ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+        rows = [p for p in prompts for _ in range(k)]
+        opponent = recipe.opponent_at(cfg, self.step)
+        start = time.perf_counter()
+        y, y_mask, texts = self._sample_from("self", ids, mask)  # one call for all B·k rows
+        if opponent == "self":
+            i, j = pair_indices(k)
+            b = len(prompts)
+            first = [texts[r * k + a] for r in range(b) for a in i.tolist()]
+            second = [texts[r * k + c] for r in range(b) for c in j.tolist()]
+            sample_seconds = time.perf_counter() - start
+            p = self._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
+            advantage = selfplay_advantages(p, k)
+        else:
+            _, _, o_texts = self._sample_from(opponent, ids, mask)
+            sample_seconds = time.perf_counter() - start
+            p = self._preference(rows, texts, o_texts).view(len(prompts), k)
+            advantage = paired_advantages(p)
+        self.completions += len(texts) * self.accelerator.num_processes
+        with _eval_mode(self.model):  # score the policies that sampled (no dropout); π_θ with gradient
+            logp = self._token_logp(self.model, ids, mask, y, y_mask)
+            with torch.no_grad():
+                ref = self._token_logp(self.ref_view, ids, mask, y, y_mask)
+                center = (
+                    self._token_logp(self.snapshot_view(self.anchor), ids, mask, y, y_mask)
+                    if recipe.anchor_kl
+                    else None
+                )
+        seq_logp = logp.detach().sum(-1)
+        if recipe.loss == "ipo":
+            loss = grouped_ipo_loss(logp.sum(-1), ref.sum(-1), p, cfg.beta, k)
+        else:
+            anchors = [(cfg.beta, ref)] + ([(cfg.anchor_weight, center)] if center is not None else [])
+            loss = token_pg_loss(logp, y_mask, advantage.reshape(-1), anchors)
         stats = {
             "loss": float(loss.detach()),
             "preference": float(p.mean()),
-            "kl_ref": float((logp.detach() - ref).mean()),
-            "kl_anchor": 0.0,
-            "length": float(m1.sum(-1).float().mean()),
-            "eos_fraction": self._eos_fraction(y1, m1),
+            "advantage_std": float(advantage.std()) if advantage.numel() > 1 else 0.0,
+            "kl_ref": float((seq_logp - ref.sum(-1)).mean()),
+            "kl_anchor": float((seq_logp - center.sum(-1)).mean()) if center is not None else 0.0,
+            "length": float(y_mask.sum(-1).float().mean()),
+            "eos_fraction": self._eos_fraction(y, y_mask),
+            "sample_seconds": sample_seconds,
         }
         return loss, stats
 
-    def _online_ipo_step(self, prompts: list[str]) -> dict[str, float]:
-        loss, stats = self._ipo_loss(prompts, self.policy_view)
-        stats["grad_norm"] = self._update(loss)
-        return stats
-
-    def _egpo_step(self, prompts: list[str]) -> dict[str, float]:
+    def _extragradient_step(self, prompts: list[str]) -> dict[str, float]:
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
-        # update from θ_t with the gradient at θ_{t+½} on fresh pairs sampled from π_{θ_{t+½}}.
+        # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
         start = _snapshot(self.params)
         opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
-        loss, _ = self._ipo_loss(prompts, self.policy_view)
+        loss, first = self._loss(prompts)
         self._update(loss)
-        loss, stats = self._ipo_loss(prompts, self.policy_view)
+        loss, stats = self._loss(prompts)
         self.accelerator.backward(loss)
         with torch.no_grad():
             for p, v in zip(self.params, start, strict=True):
                 p.copy_(v)
         self.optimizer_impl.load_state_dict(opt_state)
         stats["grad_norm"] = self._apply_gradients()
+        stats["sample_seconds"] += first["sample_seconds"]
         return stats
 
     def _update(self, loss: Tensor) -> float:
@@ -425,47 +467,38 @@ class NashMPTrainer:
         ended = ids.gather(1, last[:, None])[:, 0] == self.tokenizer.eos_token_id
         return float(ended.float().mean())
 
-    def _before_step(self) -> None:
-        """Phase switches of the faithful variant (at the start of each phase)."""
-        cfg = self.config
-        if cfg.algorithm != "nash-mp-faithful":
-            return
-        pos = self.step % (2 * cfg.inner_steps)
-        if pos == 0:  # new outer iteration: π_k ← current θ; a fresh optimiser per sub-problem
-            self.anchor = _snapshot(self.params)
-            self.optimizer_impl.state.clear()
-        elif pos == cfg.inner_steps:  # π_{k+½} frozen; warm start the second sub-problem from it
-            self.half = _snapshot(self.params)
-            self.optimizer_impl.state.clear()
-
     @torch.no_grad()
-    def _after_step(self) -> None:
-        cfg = self.config
-        if cfg.algorithm == "nash-mp":
-            torch._foreach_lerp_(self.anchor, [p.detach() for p in self.params], cfg.ema)  # θ̄ ← (1−κ)θ̄ + κθ
-            if cfg.opponent == "half" and self.step % cfg.half_every == 0:
-                self.half = _snapshot(self.params)
+    def _run_events(self, events: Sequence[str]) -> None:
+        """Execute a recipe's events (see :class:`~nashmp.online.Recipe`)."""
+        for event in events:
+            if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ
+                torch._foreach_lerp_(self.snapshots["anchor"], [p.detach() for p in self.params], self.config.ema)
+            elif event.endswith("<-theta"):
+                self.snapshots[event.split("<-")[0]] = _snapshot(self.params)
+            elif event == "reset-optimizer":
+                self.optimizer_impl.state.clear()
+            else:  # pragma: no cover - a recipe names an event this trainer does not know
+                raise InvalidParameterError(f"unknown recipe event {event!r}")
 
     def training_step(self) -> dict[str, float]:
-        """One optimiser step of the configured algorithm; returns its metrics (see :data:`METRICS`)."""
+        """One optimiser step of the configured recipe; returns its metrics (see :data:`METRICS`)."""
         start = time.perf_counter()
         self.model.train()
-        self._before_step()
+        self._run_events(self.recipe.before(self.config, self.step))
         prompts = self._batch_prompts(self.step)
-        algo = self.config.algorithm
-        if algo == "online-ipo":
-            stats = self._online_ipo_step(prompts)
-        elif algo == "egpo":
-            stats = self._egpo_step(prompts)
+        if self.recipe.extragradient:
+            stats = self._extragradient_step(prompts)
         else:
-            stats = self._prox_pg_step(prompts)
+            loss, stats = self._loss(prompts)
+            stats["grad_norm"] = self._update(loss)
         self.step += 1
-        self._after_step()
+        self._run_events(self.recipe.after(self.config, self.step))
         stats = self._reduce(stats)
         for name, value in stats.items():
             if not math.isfinite(value):
                 raise FloatingPointError(f"{name} is {value} at step {self.step}; lower learning_rate or raise beta.")
-        row = {"step": float(self.step), "queries": float(self.queries), **stats}
+        row = {"step": float(self.step), "queries": float(self.queries), "completions": float(self.completions)}
+        row.update(stats)
         row["seconds"] = time.perf_counter() - start
         self.history.append(row)
         return row
@@ -477,6 +510,28 @@ class NashMPTrainer:
         t = torch.tensor([stats[k] for k in keys], device=self.accelerator.device)
         t = self.accelerator.reduce(t, reduction="mean")
         return dict(zip(keys, t.tolist(), strict=True))
+
+    # ------------------------------------------------------------------ periodic held-out evaluation
+    @torch.no_grad()
+    def evaluate_win_rate(self) -> dict[str, float]:
+        """Held-out win rate of π_θ against π_ref: one completion of each per prompt, at temperature T.
+
+        Uses its own random stream (seeded by the step), so evaluating does not change training.
+        """
+        if not self.eval_prompts:
+            return {}
+        rng_state = torch.get_rng_state()
+        torch.manual_seed(self.config.seed * 7919 + self.step)
+        try:
+            ids, mask = self.encode_prompts(self.eval_prompts)
+            _, _, mine = self._sample_from("self", ids, mask)
+            _, _, ref = self.sample([(self.ref_view, 1.0)], ids, mask)
+        finally:
+            torch.set_rng_state(rng_state)
+        out = {"eval_win_rate": float(np.mean(self.oracle.probability(self.eval_prompts, mine, ref)))}
+        if self.eval_judge is not None:
+            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(self.eval_prompts, mine, ref)))
+        return out
 
     # ------------------------------------------------------------------ loop, logging, checkpoints
     def train(self) -> list[dict[str, float]]:
@@ -490,17 +545,28 @@ class NashMPTrainer:
             desc=f"nashmp {cfg.algorithm}",
             disable=not (cfg.progress_bar and acc.is_main_process),
         )
+        if cfg.eval_steps and self.step == 0:
+            self._log({"step": 0.0, "queries": 0.0, "completions": 0.0, **self.evaluate_win_rate()})
         while self.step < cfg.max_steps:
             row = self.training_step()
+            if cfg.eval_steps and (self.step % cfg.eval_steps == 0 or self.step == cfg.max_steps):
+                row.update(self.evaluate_win_rate())
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3g}", pref=f"{row['preference']:.3f}", kl=f"{row['kl_ref']:.3g}")
-            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
+            bar.set_postfix(
+                loss=f"{row['loss']:.3g}", kl=f"{row['kl_ref']:.3g}", win=f"{row.get('eval_win_rate', '-')}"
+            )
+            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps or "eval_win_rate" in row:
                 self._log(row)
             if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
                 self.save_checkpoint()
         bar.close()
         self.save_checkpoint()
         self.save_model(self.output_dir / "final")
+        if acc.is_main_process:
+            from .plots import plot_training
+
+            title = f"{cfg.algorithm} on {cfg.model_name_or_path}"
+            plot_training(self.output_dir / "log.csv", self.output_dir / "training.png", title=title)
         if cfg.trackers:
             acc.end_training()
         return self.history
@@ -508,7 +574,7 @@ class NashMPTrainer:
     def _log(self, row: dict[str, float]) -> None:
         acc = self.accelerator
         if self.config.trackers:
-            acc.log({k: v for k, v in row.items() if k != "step"}, step=self.step)
+            acc.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
         if not acc.is_main_process:
             return
         path = self.output_dir / "log.csv"
@@ -520,20 +586,19 @@ class NashMPTrainer:
             writer.writerow({k: row.get(k, "") for k in METRICS})
 
     def save_checkpoint(self) -> Path:
-        """``output_dir/checkpoint-{step}``: model, optimiser and RNG (accelerate), anchors, state."""
+        """``output_dir/checkpoint-{step}``: model, optimiser and RNG (accelerate), snapshots, state."""
         from safetensors.torch import save_file
 
         acc = self.accelerator
         path = self.output_dir / f"checkpoint-{self.step}"
         acc.save_state(str(path))
         if acc.is_main_process:
-            if self.anchor:
-                save_file({str(i): t.contiguous() for i, t in enumerate(self.anchor)}, str(path / "anchor.safetensors"))
-            if self.half:
-                save_file({str(i): t.contiguous() for i, t in enumerate(self.half)}, str(path / "half.safetensors"))
+            for name, values in self.snapshots.items():
+                save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(path / f"{name}.safetensors"))
             state = {
                 "step": self.step,
                 "queries": self.queries,
+                "completions": self.completions,
                 "history": self.history,
                 "config": self.config.to_dict(),
             }
@@ -548,17 +613,13 @@ class NashMPTrainer:
         path = Path(path)
         self.accelerator.load_state(str(path))
         device = self.accelerator.device
-
-        def read(name: str) -> list[Tensor]:
-            data = load_file(str(path / name))
-            return [data[str(i)].to(device) for i in range(len(data))]
-
-        if (path / "anchor.safetensors").is_file():
-            self.anchor = read("anchor.safetensors")
-        if (path / "half.safetensors").is_file():
-            self.half = read("half.safetensors")
+        for name in self.snapshots:
+            if (path / f"{name}.safetensors").is_file():
+                data = load_file(str(path / f"{name}.safetensors"))
+                self.snapshots[name] = [data[str(i)].to(device) for i in range(len(data))]
         state = json.loads((path / "trainer_state.json").read_text())
         self.step, self.queries, self.history = int(state["step"]), int(state["queries"]), state["history"]
+        self.completions = int(state.get("completions", 0))
         log = self.output_dir / "log.csv"
         if self.accelerator.is_main_process and log.exists():  # drop rows logged after the checkpoint
             with log.open() as fh:

@@ -1,0 +1,121 @@
+"""The LLM trainer on the online family: it learns a token-level preference, samples from merged LoRA
+weights exactly, scores in eval mode, and draws per-process samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from nashmp.llm.config import LLM_ALGORITHMS, NashMPConfig  # noqa: E402
+from nashmp.llm.models import tiny_model_and_tokenizer  # noqa: E402
+from nashmp.llm.sampling import completion_log_probs, sample_completions  # noqa: E402
+from nashmp.llm.trainer import NashMPTrainer  # noqa: E402
+from nashmp.oracles import CallableOracle  # noqa: E402
+
+PROMPTS = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why is the sky blue?"]
+VOWELS = set("aeiou")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def vowel_share(text: str) -> float:
+    return sum(c in VOWELS for c in text) / max(len(text), 1)
+
+
+def vowel_oracle(sign: float = 1.0) -> CallableOracle:
+    """P(a ≻ b) = ½(1 + tanh(5·s·(f(a) − f(b)))) with f the share of vowels: a token-level preference."""
+
+    def fn(x, a, b):  # type: ignore[no-untyped-def]
+        d = np.array([vowel_share(s) for s in a]) - np.array([vowel_share(s) for s in b])
+        return 0.5 * (1 + np.tanh(5 * sign * d))
+
+    return CallableOracle(fn)
+
+
+def make(tmp_path: Path, oracle: CallableOracle, **fields: object) -> NashMPTrainer:
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    base = {"max_steps": 40, "max_new_tokens": 8, "per_device_train_batch_size": 4, "num_generations": 4,
+            "learning_rate": 3e-2, "output_dir": str(tmp_path / "run"), "progress_bar": False, "use_peft": False,
+            "beta": 0.05, "eta": 1.0}  # fmt: skip
+    return NashMPTrainer(NashMPConfig(**{**base, **fields}), model=model, tokenizer=tok, oracle=oracle, prompts=PROMPTS)
+
+
+def vowel_rate(trainer: NashMPTrainer) -> float:
+    torch.manual_seed(123)
+    ids, mask = trainer.encode_prompts(PROMPTS * 8)
+    _, _, texts = trainer._sample_from("self", ids, mask)
+    return float(np.mean([vowel_share(t) for t in texts]))
+
+
+@pytest.mark.parametrize("algorithm", list(LLM_ALGORITHMS))
+def test_every_algorithm_learns_a_token_level_preference(tmp_path: Path, algorithm: str) -> None:
+    """40 steps on a random tiny model (~1 s): the preferred tokens' share rises; with the oracle reversed it
+    falls. Fails if the gradient is dead or has the wrong sign."""
+    up = make(tmp_path / "up", vowel_oracle(), algorithm=algorithm)
+    before = vowel_rate(up)
+    up.train()
+    after = vowel_rate(up)
+    assert after > 2.5 * before and after - before > 0.04, (before, after)
+    down = make(tmp_path / "down", vowel_oracle(-1.0), algorithm=algorithm)
+    down.train()
+    assert vowel_rate(down) < before
+
+
+def test_merged_lora_sampling_is_the_policy_and_restores_the_base_exactly(tmp_path: Path) -> None:
+    trainer = make(tmp_path, vowel_oracle(), use_peft=True, max_steps=3, learning_rate=5e-2)
+    trainer.train()  # adapters away from zero, so merging changes the weights
+    base = [(w, w.detach().clone()) for w, _ in trainer._base_weights]
+    assert base, "LoRA layers were found"
+    ids, mask = trainer.encode_prompts(PROMPTS[:3])
+    tok = trainer.tokenizer
+    torch.manual_seed(5)
+    with trainer._weights_of("self") as view:
+        assert any(not torch.equal(w, b) for w, b in base)  # merged into the weights while sampling
+        y, y_mask, logp = sample_completions([(view, 1.0)], ids, mask, max_new_tokens=8, temperature=0.7,
+                                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    for w, b in base:
+        assert torch.equal(w, b)  # restored bit for bit
+    with torch.no_grad():
+        forced = completion_log_probs(trainer.policy_view, ids, mask, y, y_mask, temperature=0.7)
+    torch.testing.assert_close(logp * y_mask, forced, atol=2e-5, rtol=1e-5)
+
+
+def test_scoring_runs_in_eval_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With LoRA dropout, the log-probabilities in the loss come from the policy that sampled (no dropout)."""
+    trainer = make(tmp_path, vowel_oracle(), use_peft=True, lora_dropout=0.5, max_steps=1)
+    seen: list[bool] = []
+    original = trainer._token_logp
+
+    def spy(view, *args):  # type: ignore[no-untyped-def]
+        modules = trainer.raw_model.modules()
+        seen.append(any(m.training for m in modules if isinstance(m, torch.nn.Dropout)))
+        return original(view, *args)
+
+    monkeypatch.setattr(trainer, "_token_logp", spy)
+    trainer.training_step()
+    assert seen and not any(seen)
+    assert trainer.raw_model.training  # and the model goes back to train mode
+
+
+def test_grouped_selfplay_queries_every_pair(tmp_path: Path) -> None:
+    calls: list[tuple[list[str], list[str]]] = []
+
+    def fn(x, a, b):  # type: ignore[no-untyped-def]
+        calls.append((list(a), list(b)))
+        return [0.5] * len(a)
+
+    trainer = make(tmp_path, CallableOracle(fn), algorithm="nash-mp", max_steps=1, num_generations=3,
+                   per_device_train_batch_size=2)  # fmt: skip
+    trainer.training_step()
+    ((first, second),) = calls
+    assert len(first) == 2 * 3  # B · k(k−1)/2 pairs
+    assert trainer.queries == 6 and trainer.completions == 6
