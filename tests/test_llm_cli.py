@@ -107,3 +107,74 @@ def test_unknown_yaml_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     cfg = write_yaml(tmp_path / "bad.yaml", {"beta": 0.1, "bta": 0.2})
     assert main(["train", "--config", str(cfg)]) == 2
     assert "unknown config field(s) ['bta']" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- typed YAML, self-documenting --help
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "value"),
+    [
+        ("learning_rate: 1e-4\n", "learning_rate", 1e-4),  # PyYAML reads 1e-4 as a string
+        ("beta: 5e-2\n", "beta", 0.05),
+        ('use_peft: "false"\n', "use_peft", False),
+        ("max_steps: '3'\n", "max_steps", 3),
+        ("report_to: tensorboard,csv\n", "report_to", ["tensorboard", "csv"]),
+        ("eta: null\n", "eta", None),
+    ],
+)
+def test_yaml_values_are_coerced_to_the_field_type(tmp_path: Path, yaml_text: str, field: str, value: object) -> None:
+    from nashmp.llm.config import NashMPConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    got = getattr(NashMPConfig.from_yaml(path), field)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("seed: -1\n", "seed must be an integer ≥ 0"),
+        ("weight_decay: lots\n", "weight_decay must be a number"),
+        ("report_to: 3\n", "report_to must be a list of strings"),
+        ("report_to: [nosuchtracker]\n", "unknown report_to"),
+        ("output_dir: 7\n", "output_dir must be a string"),
+        ("use_peft: maybe\n", "use_peft must be true or false"),
+        ("max_steps: 2.5\n", "max_steps must be an integer"),
+        ("beta: [1\n", "not valid YAML"),
+    ],
+)
+def test_bad_yaml_values_are_one_line_errors_before_any_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], yaml_text: str, message: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    assert main(["train", "--config", str(path), "--model-name-or-path", str(tmp_path / "no-model")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("nashmp: error:")
+
+
+def test_non_utf8_yaml_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"beta: \xff\xfe\n")
+    assert main(["train", "--config", str(path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_train_help_lists_every_algorithm_and_documents_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from nashmp._fields import field_docs
+    from nashmp.llm.config import LLM_ALGORITHMS, NashMPConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines (also at hyphens)
+    for name in LLM_ALGORITHMS:
+        assert name in text
+    docs = field_docs(NashMPConfig)
+    for f in dataclasses.fields(NashMPConfig):
+        assert f.name in docs, f"NashMPConfig.{f.name} has no docstring"
+        assert "--" + f.name.replace("_", "-") in text
+        assert "".join(docs[f.name].split())[:40] in text

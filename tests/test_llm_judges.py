@@ -26,10 +26,12 @@ from nashmp.errors import InvalidOracleOutputError, InvalidParameterError, Judge
 from nashmp.llm.judges import (  # noqa: E402
     CommitteeOracle,
     HTTPJudge,
+    InsecureJudgeURLWarning,
     LMJudge,
     RewardModelOracle,
     make_oracle,
     parse_judge_answer,
+    quality_penalties,
     render_judge_prompt,
 )
 from nashmp.llm.models import tiny_model_and_tokenizer  # noqa: E402
@@ -245,6 +247,8 @@ def test_reward_model_from_sequence_classifier() -> None:
 # ------------------------------------------------------------------------------------------------
 
 Behaviour = Callable[[dict[str, Any], int], tuple[int, Any, float]]
+#: A payload that writes the raw response itself, for replies the JSON path cannot express.
+Writer = Callable[[BaseHTTPRequestHandler], None]
 
 
 class _JudgeServer(ThreadingHTTPServer):
@@ -277,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, delay = self.server.behaviour(body, index)
             if delay:
                 self.server.release.wait(delay)
+            if callable(payload):  # the behaviour writes the whole response itself (headers, dripping, ...)
+                payload(self)
+                return
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -322,7 +329,12 @@ def _shown_first(body: dict[str, Any]) -> str:
 
 
 def _logprob_reply(top: dict[str, float], content: str = "A") -> dict[str, Any]:
-    entries = [{"token": t, "logprob": float(np.log(p))} for t, p in top.items()]
+    return _raw_logprob_reply({t: float(np.log(p)) for t, p in top.items()}, content)
+
+
+def _raw_logprob_reply(top: dict[str, float], content: str = "A") -> dict[str, Any]:
+    """A chat completion whose first token lists ``top`` as (token, log-probability) pairs, as given."""
+    entries = [{"token": t, "logprob": lp} for t, lp in top.items()]
     return {
         "choices": [
             {
@@ -430,6 +442,195 @@ def test_parse_judge_answer_bounds_a_missing_verdict_token() -> None:
         parse_judge_answer({"choices": [{"message": {"content": "tie"}}]})
 
 
+def test_parse_judge_answer_rejects_numbers_that_are_not_log_probabilities() -> None:
+    def reply(lp_a: float, lp_b: float) -> dict[str, Any]:
+        return _raw_logprob_reply({"A": lp_a, "B": lp_b})
+
+    for lp_a, lp_b in [(800.0, -1.0), (float("inf"), -1.0), (0.7, 0.2), (-0.1, 3.0)]:  # exp(800) overflows
+        with pytest.raises(InvalidOracleOutputError, match="log-probabilities are ≤ 0"):
+            parse_judge_answer(reply(lp_a, lp_b))
+    with pytest.raises(InvalidOracleOutputError, match="total probability 2 > 1"):  # not ½: no distribution does this
+        parse_judge_answer(reply(0.0, 0.0))
+    # float rounding just above 0 is tolerated, and a certain verdict is still read
+    assert parse_judge_answer(reply(1e-9, float("-inf"))) == (1.0, 0.0)
+    assert parse_judge_answer(reply(np.log(0.2), np.log(0.8))) == pytest.approx((0.2, 0.8))
+
+
+def test_http_judge_reports_invalid_logprobs_without_retrying(
+    serve: Callable[[Behaviour], tuple[str, _JudgeServer]],
+) -> None:
+    reply = _raw_logprob_reply({"A": 750.0, "B": -1.0})
+    url, server = serve(lambda body, index: (200, reply, 0.0))
+    with pytest.raises(InvalidOracleOutputError, match=re.escape(url) + ".*750"):
+        HTTPJudge(url, "m", batch_size=1, sleep=_no_sleep).probability(["q"], ["x"], ["y"])
+    assert len(server.calls) <= 2  # one per order, no retries
+
+
+def _raw_reply(status: int, data: bytes, headers: dict[str, str] | None = None, *, length: bool = True) -> Writer:
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            handler.send_header(key, value)
+        if length:
+            handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return write
+
+
+class _Trap(BaseHTTPRequestHandler):
+    """Another origin: records every request that reaches it (none should)."""
+
+    hits: list[tuple[str, dict[str, str]]] = []
+
+    def _record(self) -> None:
+        _Trap.hits.append((self.command, dict(self.headers)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _record  # noqa: N815 - http.server's naming
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_http_judge_does_not_follow_redirects_with_the_api_key(
+    serve: Callable[[Behaviour], tuple[str, _JudgeServer]], status: int
+) -> None:
+    trap = ThreadingHTTPServer(("127.0.0.1", 0), _Trap)
+    thread = threading.Thread(target=trap.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    _Trap.hits = []
+    try:
+        elsewhere = f"http://127.0.0.1:{trap.server_address[1]}/v1/chat/completions"
+        url, server = serve(lambda body, index: (200, _raw_reply(status, b"", {"Location": elsewhere}), 0.0))
+        judge = HTTPJudge(url, "m", api_key="sk-secret", batch_size=1, sleep=_no_sleep)
+        with pytest.raises(JudgeError, match=f"redirect.*HTTP {status}.*{re.escape(elsewhere)}.*not followed"):
+            judge.probability(["q"], ["x"], ["y"])
+        assert _Trap.hits == [] and len(server.calls) <= 2  # not followed, not retried
+    finally:
+        trap.shutdown()
+        trap.server_close()
+        thread.join(timeout=5)
+
+
+def test_http_judge_warns_about_plain_http_to_another_host() -> None:
+    with pytest.warns(InsecureJudgeURLWarning, match="API key unencrypted to judge.example.com"):
+        HTTPJudge("http://judge.example.com/v1", "m", api_key="sk-secret")
+    with pytest.warns(InsecureJudgeURLWarning, match="prompts and answers unencrypted to 10.0.0.7"):
+        HTTPJudge("http://10.0.0.7:8000/v1", "m", api_key="")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # this machine, or TLS: no warning
+        for url in ("http://127.0.0.1:8000/v1", "http://127.3.2.1/v1", "http://localhost:8000/v1",
+                    "http://[::1]:8000/v1", "https://judge.example.com/v1"):  # fmt: skip
+            HTTPJudge(url, "m", api_key="sk-secret")
+
+
+def test_http_judge_never_pickles_the_api_key(
+    serve: Callable[[Behaviour], tuple[str, _JudgeServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+    import pickle
+
+    url, server = serve(lambda body, index: (200, _logprob_reply({"A": 0.7, "B": 0.3}), 0.0))
+    explicit = HTTPJudge(url, "m", api_key="sk-secret-explicit")
+    blob = pickle.dumps(explicit)
+    assert b"sk-secret-explicit" not in blob
+    restored = pickle.loads(blob)
+    restored.probability(["q"], ["x"], ["y"])  # works (its lock is rebuilt) and sends no key
+    assert all("Authorization" not in headers for _, headers, _ in server.calls)
+    assert copy.deepcopy(explicit)._api_key == copy.copy(explicit)._api_key == "sk-secret-explicit"
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-env")
+    from_env = HTTPJudge(url, "m")
+    blob = pickle.dumps(from_env)
+    assert b"sk-secret-env" not in blob
+    pickle.loads(blob).probability(["q"], ["y"], ["x"])  # reads the environment again
+    assert server.calls[-1][1]["Authorization"] == "Bearer sk-secret-env"
+
+
+def _drip(where: str) -> Writer:
+    """A reply whose headers or body arrive one byte per 0.1 s, for as long as the client listens."""
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        server = handler.server
+        assert isinstance(server, _JudgeServer)
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+        body = json.dumps(_logprob_reply({"A": 0.9, "B": 0.1})).encode() + b" " * 1000
+        if where == "body":
+            handler.wfile.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode())
+            stream = body
+        else:
+            handler.wfile.write(head)
+            stream = b"X-Slow: " + b"z" * 1000
+        for i in range(len(stream)):
+            handler.wfile.write(stream[i : i + 1])
+            if server.release.wait(0.1):
+                return
+
+    return write
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_http_judge_bounds_a_dripping_reply_by_the_total_deadline(
+    serve: Callable[[Behaviour], tuple[str, _JudgeServer]], where: str
+) -> None:
+    import time
+
+    url, _ = serve(lambda body, index: (200, _drip(where), 0.0))
+    judge = HTTPJudge(url, "m", batch_size=1, timeout=1.0, max_retries=0, sleep=_no_sleep)
+    start = time.monotonic()
+    with pytest.raises(JudgeError, match="timed out: no complete reply within 1 s"):
+        judge.judge("q", "x", "y")
+    assert time.monotonic() - start < 2.0  # each byte comes well within the socket timeout
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_http_judge_caps_the_reply_size(serve: Callable[[Behaviour], tuple[str, _JudgeServer]], length: bool) -> None:
+    reply = _logprob_reply({"A": 0.9, "B": 0.1})
+    big = json.dumps({**reply, "padding": "x" * 2_000_000}).encode()
+    url, server = serve(lambda body, index: (200, _raw_reply(200, big, length=length), 0.0))
+    with pytest.raises(JudgeError, match="over max_response_bytes=1000000"):
+        HTTPJudge(url, "m", batch_size=1, sleep=_no_sleep).judge("q", "x", "y")
+    assert len(server.calls) == 1  # a misconfiguration: not retried
+    small = json.dumps(reply).encode()
+    url, _ = serve(lambda body, index: (200, _raw_reply(200, small, length=length), 0.0))
+    assert HTTPJudge(url, "m", sleep=_no_sleep).judge("q", "x", "y") == pytest.approx((0.9, 0.1))
+    with pytest.raises(JudgeError, match="over max_response_bytes=100;"):
+        HTTPJudge(url, "m", max_response_bytes=100, sleep=_no_sleep).judge("q", "x", "y")
+
+
+def test_http_judge_honours_retry_after_and_caps_the_backoff(
+    serve: Callable[[Behaviour], tuple[str, _JudgeServer]],
+) -> None:
+    import email.utils
+    import time
+
+    ok = _logprob_reply({"A": 0.7, "B": 0.3})
+    busy = json.dumps({"error": "slow down"}).encode()
+    in_30_s = email.utils.formatdate(time.time() + 30, usegmt=True)
+    refusals = [_raw_reply(429, busy, {"Retry-After": "2"}), _raw_reply(503, busy, {"Retry-After": in_30_s})]
+    url, _ = serve(lambda body, index: (0, refusals[index], 0.0) if index < 2 else (200, ok, 0.0))
+    sleeps: list[float] = []
+    assert HTTPJudge(url, "m", backoff=0.5, sleep=sleeps.append).judge("q", "x", "y") == pytest.approx((0.7, 0.3))
+    assert sleeps[0] == 2.0 and 27 <= sleeps[1] <= 30  # 429 "2 s", then 503 with a date; not 0.5 and 1
+
+    url, _ = serve(lambda body, index: (0, _raw_reply(503, busy, {"Retry-After": "3600"}), 0.0))
+    sleeps = []
+    with pytest.raises(JudgeError, match="retry after 3600 s.*max_backoff=60 s"):
+        HTTPJudge(url, "m", sleep=sleeps.append).judge("q", "x", "y")
+    assert sleeps == []  # fails at once rather than sleeping an hour or ignoring the server
+
+    url, _ = serve(lambda body, index: (500, {"error": "down"}, 0.0))
+    sleeps = []
+    with pytest.raises(JudgeError, match="after 4 retries"):
+        HTTPJudge(url, "m", backoff=10.0, max_backoff=25.0, sleep=sleeps.append).judge("q", "x", "y")
+    assert sleeps == [10.0, 20.0, 25.0, 25.0]  # min(backoff · 2^attempt, max_backoff)
+
+
 # ------------------------------------------------------------------------------------------------
 # CommitteeOracle
 # ------------------------------------------------------------------------------------------------
@@ -441,6 +642,8 @@ THOROUGH = (
     "slowly rises and falls along the shore until the morning light returns."
 )  # neutral, on-topic, long
 TERSE = "Ocean: dark, scary."  # negative, half on-topic, very short
+
+SANITY_PAIRS = Path(__file__).parent / "data" / "oracle_sanity_pairs.jsonl"
 
 
 def test_committee_contract() -> None:
@@ -454,28 +657,75 @@ def test_committee_contract() -> None:
     assert np.ptp(p_ab) > 0.2
 
 
+def test_committee_prefers_the_good_answer_on_every_sanity_pair() -> None:
+    rows = [json.loads(line) for line in SANITY_PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kinds = {r["kind"] for r in rows}
+    assert len(rows) >= 20 and len(kinds) >= 9, kinds  # varied bad answers, not one failure mode
+    x, good, bad = ([r[k] for r in rows] for k in ("prompt", "good", "bad"))
+    oracle = CommitteeOracle()  # the default training oracle, as the trainer builds it
+    forward, backward = oracle.probability(x, good, bad), oracle.probability(x, bad, good)
+    np.testing.assert_allclose(forward + backward, 1.0, atol=1e-12)
+    weak = {r["prompt"]: round(float(p), 3) for r, p in zip(rows, forward, strict=True) if p < 0.8}
+    assert not weak, f"P(good ≻ bad) < 0.8 on {weak}"
+    assert oracle.queries == 2 * len(rows)
+
+
+def test_committee_quality_penalties_name_the_defect() -> None:
+    cases = {  # completion → the defect that must dominate its penalties
+        "asdf asdf asdf": "repetition",
+        "No.": "short",
+        "qwrt zxcv plmk bnhj zzkt": "gibberish",
+        "Bananas are purple and they live on the moon with the fish.": "off_topic",
+        "Who cares about cats? Figure it out yourself, idiot.": "unhelpful",
+    }
+    for completion, defect in cases.items():
+        d = quality_penalties("Why do cats purr?", completion)
+        assert max(d, key=lambda k: d[k]) == defect and d[defect] >= 1.0, (completion, d)
+    clean = quality_penalties("Why do cats purr?", "Cats purr when they feel relaxed, and also to calm themselves.")
+    assert sum(clean.values()) == 0.0
+    cut = quality_penalties("Why do cats purr?", "Cats purr when they feel relaxed, and also when they are hurt or")
+    assert sum(cut.values()) == pytest.approx(0.3)  # cut at the token limit: a small price, not a verdict
+
+
 def test_committee_has_a_condorcet_cycle() -> None:
     oracle = CommitteeOracle()
-    s = oracle.scores([OCEAN] * 3, [CHEERY, THOROUGH, TERSE])  # columns: sentiment, relevance, conciseness
-    # Each criterion ranks the three answers cyclically ...
-    assert s[0, 0] > s[1, 0] > s[2, 0]  # sentiment: cheery > thorough > terse
-    assert s[1, 1] > s[2, 1] > s[0, 1]  # relevance: thorough > terse > cheery
-    assert s[2, 2] > s[0, 2] > s[1, 2]  # conciseness: terse > cheery > thorough
+    prompt = "Describe the sound of a forest at dawn."
+    warm = "The forest feels calm and pleasant, with birds singing in soft light."  # warm, 1 of 3 topic words, 12 words
+    detailed = (  # neutral, every topic word, 48 words
+        "At dawn the forest makes a quiet, steady sound of wind in the tall trees, with water dripping from the "
+        "leaves, branches creaking, insects starting to buzz and a few distant birds calling to each other across "
+        "the valley floor before the sun comes up over the hills."
+    )
+    bleak = "At dawn the forest is cold and grey, and the harsh cries of crows break the long, heavy silence."
+    answers = [warm, detailed, bleak]  # bleak: negative, 2 of 3 topic words, 19 words
+    assert all(sum(quality_penalties(prompt, y).values()) == 0.0 for y in answers)  # three decent answers
+    s = oracle.scores([prompt] * 3, answers)  # columns: sentiment, relevance, length
+    # Each criterion ranks the three answers differently, cyclically ...
+    assert s[0, 0] > s[1, 0] > s[2, 0]  # sentiment: warm > detailed > bleak
+    assert s[1, 1] > s[2, 1] > s[0, 1]  # relevance: detailed > bleak > warm
+    assert s[2, 2] > s[0, 2] > s[1, 2]  # length: bleak > warm > detailed
     # ... so the majority preference goes round in a circle: no reward function explains it.
-    p = oracle.probability([OCEAN] * 3, [CHEERY, THOROUGH, TERSE], [THOROUGH, TERSE, CHEERY])
-    assert np.all(p > 0.55), p
+    p = oracle.probability([prompt] * 3, answers, [detailed, bleak, warm])
+    assert np.all(p > 0.52), p
 
 
 def test_committee_criteria_and_errors() -> None:
-    shorter = CommitteeOracle(["conciseness"], sharpness=2.0, length_scale=10.0)
+    shorter = CommitteeOracle(["conciseness"], sharpness=2.0, length_scale=10.0, quality=0.0)
     p = shorter.probability(["q"], ["one two"], ["one two three four five six seven"])
     assert p[0] == pytest.approx(1 / (1 + np.exp(-2.0 * 5 / 10)))
+    # with the shared quality score (the default) brevity no longer wins against a real answer
+    concise = CommitteeOracle(["conciseness"], length_scale=10.0)
+    assert concise.probability(["Why do cats purr?"], ["Cats purr when they feel safe and happy."], ["No."])[0] > 0.99
+    length = CommitteeOracle(["length"], quality=0.0, sharpness=1.0, target_words=4.0)
+    np.testing.assert_allclose(length.scores(["q"] * 3, ["a b c d", "a b", "a " * 64]).ravel(), [0.0, -0.5, -1.0])
     custom = CommitteeOracle([lambda x, y: float("yes" in y)], sharpness=50.0)
     assert custom.probability(["q"], ["yes"], ["no"])[0] > 0.999
-    with pytest.raises(InvalidParameterError, match="sentiment, relevance, conciseness"):
+    with pytest.raises(InvalidParameterError, match="sentiment, relevance, length, conciseness, quality"):
         CommitteeOracle(["politeness"])
     with pytest.raises(InvalidParameterError, match="sharpness"):
         CommitteeOracle(sharpness=0.0)
+    with pytest.raises(InvalidParameterError, match="quality"):
+        CommitteeOracle(quality=-1.0)
     with pytest.raises(InvalidOracleOutputError):
         CommitteeOracle([lambda x, y: float("nan")]).probability(["q"], ["a"], ["b"])
 

@@ -50,20 +50,28 @@ def _field_type(annotation: Any) -> Any:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..llm.config import NashMPConfig
+    """One flag per :class:`NashMPConfig` field, its help generated from the field's docstring and type."""
+    from .._fields import field_docs
+    from ..llm.config import LLM_ALGORITHMS, OPPONENTS, NashMPConfig
 
     parser.add_argument("--config", help="YAML file of NashMPConfig fields (flags below override it)")
     hints = typing.get_type_hints(NashMPConfig)
+    docs = field_docs(NashMPConfig)
+    choices: dict[str, Any] = {"algorithm": list(LLM_ALGORITHMS), "opponent": list(OPPONENTS)}
     group = parser.add_argument_group("NashMPConfig fields")
     for f in dataclasses.fields(NashMPConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        text = docs.get(f.name, "")
+        if f.name in choices:
+            text += " Choices: " + ", ".join(choices[f.name]) + "."
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             type=_field_type(hints[f.name]),
             default=argparse.SUPPRESS,  # only flags given explicitly override the YAML file
             metavar=type(default).__name__.upper() if default is not None else "VALUE",
-            help=f"default: {default}",
+            help=f"{text} [{kind}; default: {default}]".replace("%", "%%"),
         )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._fields import coerce_fields
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from ..online.recipes import ALIASES, RECIPES, Recipe
@@ -17,6 +17,9 @@ __all__ = ["NashMPConfig", "LLM_ALGORITHMS", "OPPONENTS"]
 #: algorithm → what one optimiser step does (the recipes of :mod:`nashmp.online`, shared with the approx layer)
 LLM_ALGORITHMS = {name: recipe.summary for name, recipe in RECIPES.items()}
 OPPONENTS = tuple(_OPPONENTS)
+#: ``report_to`` values: accelerate's trackers, plus ``none``/``csv`` (the CSV log is always written)
+TRACKERS = ("none", "csv", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive",
+            "swanlab", "trackio")  # fmt: skip
 
 
 @dataclass
@@ -32,17 +35,22 @@ class NashMPConfig:
     dataset: str = "default"
     """``default`` (nashmp's prompt set), a .jsonl/.json/.txt file, or a ``datasets`` name/folder."""
     prompt_column: str = "prompt"
+    """Column (or JSON key) holding the prompt text."""
     dataset_split: str = "train"
+    """Split to train on (the default set has ``train``/``test``/``all``; evaluation uses ``test``)."""
     max_prompt_length: int = 128
     """Prompts are left-truncated to this many tokens (after the chat template)."""
     max_new_tokens: int = 48
+    """Completion budget per sample, in tokens (EOS included)."""
     temperature: float = 0.7
     """Sampling temperature; log-probabilities of π_θ, π_ref and the anchors use the same T, so the
     trained and regularised objects are the tempered policies (no importance correction needed)."""
     dtype: str = "float32"
+    """Weights' dtype: ``float32``, ``bfloat16`` or ``float16``."""
 
     # ---------------------------------------------------------------- algorithm
     algorithm: str = "nash-mp"
+    """The online recipe of :mod:`nashmp.online` that one optimiser step runs."""
     opponent: str = "self"
     """nash-mp's opponent: ``self`` (a second sample of π_θ), ``ema`` (the anchor) or ``half`` (a frozen
     snapshot of π_θ refreshed every ``half_every`` steps)."""
@@ -66,26 +74,38 @@ class NashMPConfig:
 
     # ---------------------------------------------------------------- optimisation
     learning_rate: float = 1e-4
+    """AdamW step size (constant)."""
     per_device_train_batch_size: int = 4
     """Prompts per process and step."""
     num_generations: int = 4
     """k, completions per prompt, all in the gradient. Self-play recipes compare all k(k−1)/2 pairs of a
     prompt (k ≥ 2); recipes with another opponent draw k opponent completions and compare k pairs."""
     max_steps: int = 50
+    """Optimiser steps of the run."""
     max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     use_peft: bool = True
+    """Train LoRA adapters (π_ref = adapters disabled); false: full fine-tuning with a frozen π_ref copy."""
     lora_r: int = 16
+    """LoRA rank."""
     lora_alpha: int = 32
+    """LoRA scale numerator (the delta is scaled by alpha / r)."""
     lora_dropout: float = 0.0
+    """Dropout on the LoRA input while training (sampling and scoring run without it)."""
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that get adapters (comma-separated on the command line)."""
 
     # ---------------------------------------------------------------- bookkeeping
     output_dir: str = "runs/nashmp"
+    """Folder of ``log.csv``, ``training.png``, ``checkpoint-N/`` and ``final/``."""
     seed: int = 0
+    """Seed of the prompt order and of process 0's sampling stream (process i uses its own stream)."""
     save_steps: int = 0
     """Checkpoint every N steps (0: only at the end)."""
     logging_steps: int = 1
+    """Write a ``log.csv`` row (and tracker entry) every N steps."""
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """accelerate trackers (``tensorboard``, ``wandb``, ``mlflow``, ...); a CSV log is always written."""
     resume_from_checkpoint: str | None = None
@@ -95,6 +115,7 @@ class NashMPConfig:
     num_threads: int = 0
     """torch intra-op threads (0: torch's default)."""
     progress_bar: bool = True
+    """Show a tqdm bar on the main process."""
     merge_lora_for_sampling: bool = True
     """Fold the LoRA delta into the base weights while sampling from one set of weights (exactly undone
     afterwards): a plain matmul per layer instead of base + two low-rank products."""
@@ -142,6 +163,8 @@ class NashMPConfig:
             raise InvalidParameterError(
                 f"{self.algorithm} plays against its own samples: num_generations must be ≥ 2, got {self.num_generations}."
             )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidParameterError(f"seed must be an integer ≥ 0, got {self.seed!r}.")
         if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
             raise InvalidParameterError(f"eval_steps must be an integer ≥ 0, got {self.eval_steps!r}.")
         if not isinstance(self.save_steps, int) or self.save_steps < 0:
@@ -160,6 +183,9 @@ class NashMPConfig:
             raise InvalidParameterError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
+        unknown = sorted(set(self.report_to) - set(TRACKERS))
+        if unknown:
+            raise InvalidParameterError(f"unknown report_to {unknown}; choose from {list(TRACKERS)}.")
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
 
@@ -188,7 +214,16 @@ class NashMPConfig:
         p = Path(path)
         if not p.is_file():
             raise InvalidParameterError(f"config file {p} does not exist.")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise InvalidParameterError(f"config file {p} is not UTF-8 text.") from None
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise InvalidParameterError(
+                f"config file {p} is not valid YAML{at}: {getattr(exc, 'problem', exc)}."
+            ) from None
         if not isinstance(data, dict):
             raise InvalidParameterError(f"config file {p} must hold a mapping of field: value.")
         data.update(overrides)
@@ -196,8 +231,5 @@ class NashMPConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NashMPConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidParameterError(f"unknown config field(s) {unknown}; see `nashmp train --help`.")
-        return cls(**data)
+        """A config from a mapping (YAML, flags): each value coerced to its field's type, unknown keys an error."""
+        return cls(**coerce_fields(cls, data))

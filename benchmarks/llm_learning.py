@@ -1,0 +1,200 @@
+r"""Learning at equal preference queries: Nash-MP, Nash Prox, Nash-MD and online IPO on SmolLM2-135M.
+
+One command (repository root); every finished run is cached under ``benchmarks/results/llm_learning/``
+(commit it as it lands) and skipped when the command is run again, so the table can grow over sessions::
+
+    .venv/bin/python benchmarks/llm_learning.py --workers 2                  # train what is missing, evaluate
+    .venv/bin/python benchmarks/llm_learning.py --algos nash-mp --queries 600 # one algorithm, smaller budget
+    .venv/bin/python benchmarks/llm_learning.py --sweep lr=5e-4,2e-3         # a defaults sweep (nash-mp)
+
+Protocol. ``NashMPConfig`` defaults (LoRA r = 16 on q/k/v/o, ``num_generations`` = 4, ...) except the
+algorithm, trained against the default training oracle (``committee``) on the ``train`` split of the
+default prompt set, 1 torch thread per process. **Equal preference queries**: each algorithm takes
+``ceil(queries / queries_per_step)`` steps (self-play recipes compare k(k−1)/2 pairs per prompt, Nash-MD k).
+During training the held-out win rate against π_ref is logged every ``--eval-steps`` steps on 16 ``test``
+prompts (training oracle and MiniLM embedding judge). Final evaluation
+(:func:`nashmp.llm.evaluate.win_rate_matrix`): every policy and π_ref on the 43 ``test`` prompts, 2 samples
+per prompt at T = 0.7, judged by the training oracle and by the MiniLM ``EmbeddingJudge`` (a judge different
+from the training oracle), 95 % intervals over prompts, and each policy's KL(π‖π_ref) on its samples.
+
+Outputs: ``benchmarks/results/llm_learning/{<run>.csv,<run>.json}`` (per run), ``llm_learning.{md,json}``
+and ``docs/img/llm/llm_learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "llm_learning"
+IMG = ROOT / "docs" / "img" / "llm"
+
+
+def run_name(algo: str, queries: int, overrides: dict[str, str]) -> str:
+    extra = "".join(f"_{k}={v}" for k, v in sorted(overrides.items()))
+    return f"{algo}_q{queries}{extra}"
+
+
+def train_worker(args: argparse.Namespace) -> None:
+    """One training run (in its own process); writes the per-run CSV and JSON when it finishes."""
+    import torch
+
+    torch.set_num_threads(1)
+    from nashmp.llm.config import NashMPConfig
+    from nashmp.llm.trainer import NashMPTrainer
+
+    overrides = json.loads(args.overrides)
+    probe = NashMPConfig(algorithm=args.algo, **overrides)
+    k = probe.num_generations
+    per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
+    per_step = per_prompt * probe.per_device_train_batch_size
+    steps = math.ceil(args.queries / per_step)
+    work = Path(args.workdir) / args.name
+    cfg = NashMPConfig(algorithm=args.algo, max_steps=steps, output_dir=str(work), num_threads=1,
+                       eval_steps=args.eval_steps, eval_judge="embedding", progress_bar=False,
+                       save_steps=max(1, steps // 4), **overrides,
+                       resume_from_checkpoint="latest" if (work / "log.csv").exists() else None)  # fmt: skip
+    start = time.time()
+    trainer = NashMPTrainer(cfg)
+    trainer.train()
+    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy(work / "log.csv", OUT / f"{args.name}.csv")
+    last = trainer.history[-1]
+    summary = {"name": args.name, "algorithm": args.algo, "overrides": overrides, "steps": steps,
+               "queries": int(last["queries"]), "completions": int(last["completions"]),
+               "wall_s": time.time() - start, "loadavg": os.getloadavg(), "final": str(work / "final")}  # fmt: skip
+    (OUT / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
+
+
+def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
+    import torch
+
+    torch.set_num_threads(1)
+    from nashmp.llm.evaluate import load_policy, win_rate_matrix
+    from nashmp.llm.judges import make_oracle
+    from nashmp.llm.prompts import default_prompts
+
+    prompts = default_prompts("test")
+    policies = {"ref": load_policy("ref")}
+    for n in names:
+        policies[n] = load_policy(json.loads((OUT / f"{n}.json").read_text())["final"])
+    result: dict[str, object] = {}
+    for judge_name in ("committee", "embedding"):
+        res = win_rate_matrix(policies, prompts, make_oracle(judge_name), samples_per_prompt=2, seed=1,
+                              reference="ref")  # fmt: skip
+        result[judge_name] = {"markdown": res.to_markdown(), "names": res.names,
+                              "win_rate": res.win_rate.tolist(), "ci_low": res.ci_low.tolist(),
+                              "ci_high": res.ci_high.tolist(), "kl_ref": [float(x) for x in res.kl_ref]}  # fmt: skip
+    return result
+
+
+def plot(names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
+    for n in names:
+        with (OUT / f"{n}.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        for ax, key in zip(axes, ("eval_win_rate", "eval_win_rate_judge", "kl_ref"), strict=True):
+            pts = [(float(r["queries"]), float(r[key])) for r in rows if r.get(key)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), "o-" if key != "kl_ref" else "-", ms=3, lw=1.2, label=n)
+    titles = ("held-out win rate vs π_ref (training oracle)", "… (MiniLM judge)", "KL(π‖π_ref)")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("preference queries")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[:2]:
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0].legend(fontsize=7)
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / "llm_learning_curves.png", dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--algos", default="nash-mp,nash-prox,nash-md,online-ipo")
+    ap.add_argument("--queries", type=int, default=1200, help="preference queries per run")
+    ap.add_argument("--eval-steps", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sweep", default="", help="field=v1,v2 (nash-mp runs with each value)")
+    ap.add_argument("--set", default="", help="field=value,... applied to every run")
+    ap.add_argument("--no-eval", action="store_true", help="train only (no final evaluation)")
+    ap.add_argument("--workdir", default="/tmp/nashmp-llm-learning")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--algo", help=argparse.SUPPRESS)
+    ap.add_argument("--name", help=argparse.SUPPRESS)
+    ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        train_worker(args)
+        return
+    common = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)
+    jobs = []
+    if args.sweep:
+        field, values = args.sweep.split("=", 1)
+        jobs = [("nash-mp", {**common, field: v}) for v in values.split(",")]
+    else:
+        jobs = [(a, dict(common)) for a in args.algos.split(",")]
+
+    def typed(overrides: dict[str, str]) -> dict[str, object]:
+        from nashmp.llm.config import NashMPConfig
+
+        kinds = {f: type(getattr(NashMPConfig(), f)) for f in overrides}
+        return {f: (float(v) if kinds[f] is float else int(v) if kinds[f] is int else v) for f, v in overrides.items()}
+
+    def launch(job: tuple[str, dict[str, str]]) -> str:
+        algo, overrides = job
+        name = run_name(algo, args.queries, overrides)
+        if (OUT / f"{name}.json").exists():
+            print(f"{name}: cached", flush=True)
+            return name
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        cmd = [sys.executable, __file__, "--worker", "--algo", algo, "--name", name, "--queries", str(args.queries),
+               "--eval-steps", str(args.eval_steps), "--workdir", args.workdir,
+               "--overrides", json.dumps(typed(overrides))]  # fmt: skip
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            print(f"{name}: FAILED\n{done.stderr[-2000:]}", flush=True)
+        else:
+            print(f"{name}: done", flush=True)
+        return name
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        names = [n for n in pool.map(launch, jobs) if (OUT / f"{n}.json").exists()]
+    if not names:
+        return
+    plot(names)
+    if args.no_eval:
+        return
+    result = evaluate(names, args)
+    summaries = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names}
+    (ROOT / "benchmarks" / "results" / "llm_learning.json").write_text(
+        json.dumps({"runs": summaries, "eval": result}, indent=1)
+    )
+    lines = ["# Learning at equal preference queries (SmolLM2-135M, LoRA, committee training oracle)", ""]
+    for n, s in summaries.items():
+        lines.append(f"- {n}: {s['steps']} steps, {s['queries']} queries, {s['completions']} completions, "
+                     f"{s['wall_s'] / 60:.1f} min")  # fmt: skip
+    for judge_name, r in result.items():
+        lines += ["", f"## Judge: {judge_name}", "", str(r["markdown"])]  # type: ignore[index]
+    (ROOT / "benchmarks" / "results" / "llm_learning.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
