@@ -246,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("approx", help="approximate (sampled, policy-gradient) recipes × seeds: CSV, PNG, summary")
     _add_game_args(a)
-    a.add_argument("--recipe", default="nash-mp-faithful,nash-mp,nash-prox,nash-md,online-ipo,egpo", help="comma-separated")
+    a.add_argument(
+        "--recipe", default="nash-mp-faithful,nash-mp,nash-prox,nash-md,online-ipo,egpo", help="comma-separated"
+    )
     a.add_argument("--queries", type=int, required=True, help="budget of compared pairs per run")
     a.add_argument("--seeds", type=int, default=1, help="runs per recipe (seeds 0..S-1)")
     a.add_argument("--evals", type=int, default=50, help="exact evaluations per run")
