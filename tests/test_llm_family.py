@@ -119,3 +119,29 @@ def test_grouped_selfplay_queries_every_pair(tmp_path: Path) -> None:
     ((first, second),) = calls
     assert len(first) == 2 * 3  # B · k(k−1)/2 pairs
     assert trainer.queries == 6 and trainer.completions == 6
+
+
+def test_grouped_scoring_equals_one_pass_per_row_with_gradients() -> None:
+    """Prompts encoded once per group of k completions (KV cache repeated): same log-probs and gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    from nashmp.llm.sampling import ModelView, encode_prompts
+
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # non-zero adapters, so the prompt's K/V depend on them
+    k = 3
+    ids, mask = encode_prompts(tok, ["hello there friend", "hi"], max_length=32)  # different lengths: padding
+    ids, mask = ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+    comp = torch.randint(5, 100, (6, 5), generator=torch.Generator().manual_seed(0))
+    comp_mask = torch.ones_like(comp)
+    comp_mask[1, 3:] = 0
+    comp_mask[4, 1:] = 0
+    one = completion_log_probs(ModelView(model), ids, mask, comp, comp_mask, temperature=0.7)
+    grouped = completion_log_probs(ModelView(model), ids, mask, comp, comp_mask, temperature=0.7, group=k)
+    torch.testing.assert_close(grouped, one, atol=1e-5, rtol=1e-5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for a, b in zip(torch.autograd.grad(one.sum(), params), torch.autograd.grad(grouped.sum(), params), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)

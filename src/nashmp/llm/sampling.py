@@ -175,16 +175,32 @@ def completion_log_probs(
     completion_mask: Tensor,
     *,
     temperature: float,
+    group: int = 1,
 ) -> Tensor:
     r"""Per-token :math:`\log\pi(y_t\mid x,y_{<t})` of the tempered model, ``(B, T)``, 0 where masked.
 
     One forward pass over ``[prompt; completion]`` keeping only the T+1 last logits; differentiable
-    when called outside ``no_grad`` (the policy's training pass).
+    when called outside ``no_grad`` (the policy's training pass). ``group = k`` says that the rows come in
+    runs of k identical prompts (k completions per prompt): the prompt is then encoded once per run and its
+    KV cache repeated k times (exact, and differentiable), which saves (k−1)/k of the prompt's compute.
     """
     length = completion_ids.shape[1]
-    ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
-    out = view(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=length + 1)
-    logits = out.logits[:, :-1].float() / temperature
+    if group > 1 and prompt_ids.shape[0] % group == 0:
+        p_ids, p_mask = prompt_ids[::group], prompt_mask[::group].long()
+        out = view(input_ids=p_ids, attention_mask=p_mask, position_ids=_positions(p_mask), use_cache=True,
+                   logits_to_keep=1)  # fmt: skip
+        cache = getattr(out, CACHE_ATTR)
+        cache.batch_repeat_interleave(group)
+        first = out.logits[:, -1:].repeat_interleave(group, 0)  # predicts the first completion token
+        mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
+        pos = _positions(mask)[:, prompt_ids.shape[1] :]
+        rest = view(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                    use_cache=True, **{CACHE_KW: cache})  # fmt: skip
+        logits = torch.cat([first, rest.logits], dim=1).float() / temperature
+    else:
+        ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
+        out = view(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=length + 1)
+        logits = out.logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids[..., None])[..., 0]
     return logp * completion_mask

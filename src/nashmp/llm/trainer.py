@@ -377,7 +377,9 @@ class NashMPTrainer:
             return self.sample([(view, 1.0)], ids, mask)
 
     def _token_logp(self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor) -> Tensor:
-        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=self.config.temperature)
+        """Per-token log-probs of the B·k rows; each prompt encoded once for its k completions."""
+        k = self.config.num_generations
+        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=self.config.temperature, group=k)
 
     def _preference(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> Tensor:
         p = self.oracle.probability(list(prompts), list(first), list(second))
