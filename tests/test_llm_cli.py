@@ -84,7 +84,7 @@ def test_train_from_yaml_with_flag_overrides(
         (["--dataset", "missing.jsonl"], "does not exist"),
         (["--oracle", "oracle-of-delphi"], "unknown oracle"),
         (["--use-peft", "maybe"], "expected true or false"),
-        (["--resume-from-checkpoint", "latest"], "has no checkpoint"),
+        (["--resume-from-checkpoint", "latest"], "has no complete checkpoint"),
     ],
 )
 def test_train_errors_are_one_line(

@@ -145,3 +145,48 @@ def test_grouped_scoring_equals_one_pass_per_row_with_gradients() -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     for a, b in zip(torch.autograd.grad(one.sum(), params), torch.autograd.grad(grouped.sum(), params), strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- output folders and checkpoints
+
+
+def test_reused_output_dir_is_refused_unless_resuming_or_overwriting(tmp_path: Path) -> None:
+    from nashmp.errors import InvalidParameterError
+
+    first = make(tmp_path, vowel_oracle(), max_steps=2, save_steps=1)
+    first.train()
+    with pytest.raises(InvalidParameterError, match="already holds a run"):
+        make(tmp_path, vowel_oracle(), max_steps=2)
+    with pytest.raises(InvalidParameterError, match=r"other settings \(beta: 0.05 → 0.2"):
+        make(tmp_path, vowel_oracle(), max_steps=4, beta=0.2, resume_from_checkpoint="latest")
+    resumed = make(tmp_path, vowel_oracle(), max_steps=3, resume_from_checkpoint="latest")  # max_steps may change
+    assert resumed.step == 2
+    fresh = make(tmp_path, vowel_oracle(), max_steps=1, overwrite_output_dir=True)
+    assert not (tmp_path / "run" / "log.csv").exists() and not list((tmp_path / "run").glob("checkpoint-*"))
+    fresh.train()
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 2  # header + the new run's one row
+
+
+def test_a_kill_during_save_leaves_latest_loadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nashmp.llm.trainer import latest_checkpoint
+
+    trainer = make(tmp_path, vowel_oracle(), max_steps=2)
+    trainer.training_step()
+    good = trainer.save_checkpoint()
+    trainer.training_step()
+    original = trainer.accelerator.save_state
+
+    def dies(*args, **kwargs):  # type: ignore[no-untyped-def]
+        original(*args, **kwargs)
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(trainer.accelerator, "save_state", dies)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    out = tmp_path / "run"
+    assert not (out / "checkpoint-2").exists()
+    (out / "checkpoint-best").mkdir()  # not a step number: ignored
+    (out / "checkpoint-7").mkdir()  # incomplete (no trainer_state.json): ignored
+    assert latest_checkpoint(out) == good
+    resumed = make(tmp_path, vowel_oracle(), max_steps=2, resume_from_checkpoint="latest")
+    assert resumed.step == 1

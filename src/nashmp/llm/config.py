@@ -109,7 +109,11 @@ class NashMPConfig:
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """accelerate trackers (``tensorboard``, ``wandb``, ``mlflow``, ...); a CSV log is always written."""
     resume_from_checkpoint: str | None = None
-    """A ``checkpoint-N`` folder, or ``latest`` for the newest one in ``output_dir``."""
+    """A ``checkpoint-N`` folder, or ``latest`` for the newest complete one in ``output_dir``; the saved
+    config must agree on the algorithm, model, β, LoRA shape, batch and the other settings that define the run."""
+    overwrite_output_dir: bool = False
+    """Start a fresh run in an ``output_dir`` that already holds one (its log.csv and checkpoints are deleted);
+    without it such a folder is refused, so that two runs never mix."""
     use_cpu: bool = False
     """Train on CPU even when a GPU is available (CPU is automatic when there is none)."""
     num_threads: int = 0

@@ -75,9 +75,28 @@ METRICS = {
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest N in ``output_dir``, or None."""
-    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return found[-1] if found else None
+    """The complete ``checkpoint-N`` folder with the largest N in ``output_dir``, or None.
+
+    Complete means it holds ``trainer_state.json``, written last (and folders appear by an atomic rename),
+    so a run killed while saving never leaves a ``latest`` that cannot be loaded; names that are not
+    ``checkpoint-<integer>`` (``checkpoint-best``, temporary folders) are ignored.
+    """
+    found = []
+    for p in Path(output_dir).glob("checkpoint-*"):
+        suffix = p.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and (p / "trainer_state.json").is_file():
+            found.append((int(suffix), p))
+    return max(found)[1] if found else None
+
+
+#: fields a resumed run must share with the checkpoint (anything else — max_steps, logging, trackers,
+#: threads, evaluation — may change)
+RESUME_LOCKED = (
+    "model_name_or_path", "dataset", "prompt_column", "dataset_split", "max_prompt_length", "max_new_tokens",
+    "temperature", "dtype", "algorithm", "opponent", "beta", "eta", "ema", "half_every", "prox_every",
+    "inner_steps", "mixture_coef", "oracle", "per_device_train_batch_size", "num_generations", "use_peft",
+    "lora_r", "lora_alpha", "lora_target_modules", "seed",
+)  # fmt: skip
 
 
 def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
@@ -219,16 +238,42 @@ class NashMPTrainer:
     # ------------------------------------------------------------------ setup helpers
     @staticmethod
     def _resolve_resume(cfg: NashMPConfig) -> Path | None:
+        out = Path(cfg.output_dir)
         if cfg.resume_from_checkpoint is None:
+            used = (out / "log.csv").exists() or any(out.glob("checkpoint-*"))
+            if used and not cfg.overwrite_output_dir:
+                raise InvalidParameterError(
+                    f"{out} already holds a run (log.csv or checkpoint-N); resume it with "
+                    "resume_from_checkpoint=latest, pick another output_dir, or set overwrite_output_dir=true."
+                )
+            if used:  # a fresh run: the old log and checkpoints would mix with the new ones
+                import shutil
+
+                (out / "log.csv").unlink(missing_ok=True)
+                for old in out.glob("checkpoint-*"):
+                    shutil.rmtree(old, ignore_errors=True)
             return None
         if cfg.resume_from_checkpoint == "latest":
-            found = latest_checkpoint(cfg.output_dir)
+            found = latest_checkpoint(out)
             if found is None:
-                raise InvalidParameterError(f"resume_from_checkpoint=latest but {cfg.output_dir} has no checkpoint-N.")
-            return found
-        path = Path(cfg.resume_from_checkpoint)
-        if not (path / "trainer_state.json").is_file():
-            raise InvalidParameterError(f"{path} is not a nashmp checkpoint (no trainer_state.json).")
+                raise InvalidParameterError(f"resume_from_checkpoint=latest but {out} has no complete checkpoint-N.")
+            path = found
+        else:
+            path = Path(cfg.resume_from_checkpoint)
+        state_file = path / "trainer_state.json"
+        if not state_file.is_file():
+            raise InvalidParameterError(f"{path} is not a complete nashmp checkpoint (no trainer_state.json).")
+        try:
+            saved = json.loads(state_file.read_text(encoding="utf-8"))["config"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidParameterError(f"{state_file} is corrupt; resume from another checkpoint.") from None
+        now = cfg.to_dict()
+        changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in RESUME_LOCKED if k in saved and saved[k] != now[k]]
+        if changed:
+            raise InvalidParameterError(
+                f"cannot resume {path} with other settings ({'; '.join(changed)}); use the saved values or a new "
+                "output_dir."
+            )
         return path
 
     def _wrap_peft(self, model: Any) -> Any:
@@ -593,10 +638,17 @@ class NashMPTrainer:
 
         acc = self.accelerator
         path = self.output_dir / f"checkpoint-{self.step}"
-        acc.save_state(str(path))
+        # written into a temporary folder and renamed once complete: a kill mid-save leaves no checkpoint-N
+        tmp = self.output_dir / f".tmp-checkpoint-{self.step}"
+        if acc.is_main_process and tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
         if acc.is_main_process:
             for name, values in self.snapshots.items():
-                save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(path / f"{name}.safetensors"))
+                save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(tmp / f"{name}.safetensors"))
             state = {
                 "step": self.step,
                 "queries": self.queries,
@@ -604,7 +656,12 @@ class NashMPTrainer:
                 "history": self.history,
                 "config": self.config.to_dict(),
             }
-            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            if path.exists():
+                import shutil
+
+                shutil.rmtree(path)
+            tmp.replace(path)
         acc.wait_for_everyone()
         return path
 
