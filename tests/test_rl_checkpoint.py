@@ -143,3 +143,25 @@ def test_unknown_param_is_one_line_and_a_type_error_inside_a_run_is_not_blamed_o
     assert main(_cli(tmp_path / "a", "--param", "nosuch=1")) == 2
     err = capsys.readouterr().err
     assert "unknown --param ['nosuch']" in err and err.count("\n") == 1
+
+
+def test_rl_output_folder_and_resume_flags_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nashmp.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(_cli(out, "--steps", "256")) == 0
+    cases = [
+        (_cli(out, "--steps", "256"), "already holds a run"),  # would silently overwrite checkpoint.pt
+        (_cli(out, "--steps", "512", "--resume", "--env", "CartPole-v1"), "--env 'CartPole-v1' differs"),
+        (_cli(out, "--steps", "512", "--resume", "--seed", "3"), "--seed 3 differs"),
+        (_cli(tmp_path / "b", "--steps", "100"), "less than one iteration"),
+        (_cli(tmp_path / "c", "--eval-episodes", "0"), "eval_episodes"),
+        (_cli(tmp_path / "d", "--seed", "-1"), "--seed must be ≥ 0"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
+    assert main(_cli(out, "--steps", "256", "--overwrite")) == 0
+    assert main(_cli(out, "--steps", "512", "--resume")) == 0  # the seed comes from the checkpoint

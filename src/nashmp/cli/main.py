@@ -197,6 +197,7 @@ def cmd_rl_train(args: argparse.Namespace) -> int:
         Path(args.out),
         params=params,
         resume=args.resume,
+        overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every,
         eval_episodes=args.eval_episodes,
         progress=not args.no_progress,
@@ -262,12 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     rl_sub = rl.add_subparsers(dest="rl_command", required=True, parser_class=_Parser)
     t = rl_sub.add_parser("train", help="train MDPO; writes OUT/{metrics.csv,curve.png,checkpoint.pt,eval.json}")
     t.add_argument("--algo", default="mdpo", choices=["mdpo", "mdpo-off"], help="on-policy or off-policy MDPO")
-    t.add_argument("--env", default="Pendulum-v1", help="gymnasium environment id")
+    t.add_argument(
+        "--env", default=None, help="gymnasium environment id (default Pendulum-v1; on --resume the saved one)"
+    )
     t.add_argument("--steps", type=int, required=True, help="total environment steps")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None, help="seed (default 0; on --resume the saved one)")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help="MDPOConfig/MDPOOffConfig field")
     t.add_argument("--out", required=True)
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--overwrite", action="store_true", help="start afresh even if OUT holds a checkpoint")
     t.add_argument(
         "--checkpoint-every", type=int, default=10, help="iterations (mdpo) or thousands of steps (mdpo-off)"
     )

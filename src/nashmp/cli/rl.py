@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError
+from ..games.game import check_positive_int
+from ..rl.checkpoint import read_checkpoint
 
 __all__ = ["rl_train", "plot_learning_curve"]
 
@@ -33,13 +35,14 @@ def plot_learning_curve(history: list[dict[str, float]], path: Path, title: str)
 
 def rl_train(
     algo: str,
-    env_id: str,
+    env_id: str | None,
     steps: int,
-    seed: int,
+    seed: int | None,
     out: Path,
     *,
     params: dict[str, Any],
     resume: bool,
+    overwrite: bool = False,
     checkpoint_every: int,
     eval_episodes: int,
     progress: bool,
@@ -56,13 +59,34 @@ def rl_train(
     unknown = sorted(set(params) - fields)
     if unknown:  # checked here, so that a TypeError inside a run is never mistaken for a bad --param
         raise InvalidParameterError(f"unknown --param {unknown} for {algo}; its fields are {sorted(fields)}.")
+    check_positive_int("steps", steps)
+    check_positive_int("eval_episodes", eval_episodes)
+    if seed is not None and seed < 0:
+        raise InvalidParameterError(f"--seed must be ≥ 0, got {seed}.")
     ckpt = out / "checkpoint.pt"
     if resume:
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt}")
+        saved = read_checkpoint(ckpt)["config"]
+        for flag, given, key in (("--env", env_id, "env_id"), ("--seed", seed, "seed")):
+            if given is not None and given != saved.get(key):
+                raise InvalidParameterError(
+                    f"{flag} {given!r} differs from the checkpoint's {saved.get(key)!r}; drop {flag} to resume, "
+                    "or start a new run in another --out."
+                )
         agent = cls.load(ckpt, total_steps=steps, **params)
     else:
-        agent = cls(config_cls(env_id=env_id, total_steps=steps, seed=seed, eval_episodes=eval_episodes, **params))
+        cfg = config_cls(env_id=env_id or "Pendulum-v1", total_steps=steps, seed=seed or 0,
+                         eval_episodes=eval_episodes, **params)  # fmt: skip
+        agent = cls(cfg)  # validates the environment first
+        if algo == "mdpo" and steps < cfg.n_steps:
+            raise InvalidParameterError(
+                f"--steps {steps} is less than one iteration of mdpo (n_steps = {cfg.n_steps}): nothing would train."
+            )
+        if ckpt.exists() and not overwrite:
+            raise InvalidParameterError(
+                f"{out} already holds a run ({ckpt.name}); pass --resume to continue it or --overwrite to start afresh."
+            )
     # on-policy checkpoints count iterations, off-policy ones environment steps (and log every ~2% of the run)
     extra = {} if algo == "mdpo" else {"log_every": max(1, min(1000, steps // 50))}
     every = checkpoint_every if algo == "mdpo" else checkpoint_every * 1000
