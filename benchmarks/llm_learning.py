@@ -152,10 +152,10 @@ def main() -> None:
         jobs = [(a, dict(common)) for a in args.algos.split(",")]
 
     def typed(overrides: dict[str, str]) -> dict[str, object]:
+        from nashmp._fields import coerce_fields
         from nashmp.llm.config import NashMPConfig
 
-        kinds = {f: type(getattr(NashMPConfig(), f)) for f in overrides}
-        return {f: (float(v) if kinds[f] is float else int(v) if kinds[f] is int else v) for f, v in overrides.items()}
+        return coerce_fields(NashMPConfig, overrides)
 
     def launch(job: tuple[str, dict[str, str]]) -> str:
         algo, overrides = job

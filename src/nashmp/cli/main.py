@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train",
-        help="online NLHF fine-tuning of a causal LM (Nash-MP, Nash-MD, online IPO, EGPO); needs nashmp[llm]",
+        help="online NLHF fine-tuning of a causal LM (Nash-MP, Nash Prox, Nash-MD, online IPO, EGPO); needs nashmp[llm]",
         description="Every NashMPConfig field is a flag; flags override --config run.yaml. "
         "Runs unchanged under `accelerate launch`.",
     )
@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval",
         help="judged win-rate matrix of LLM policies (ref, runs/NAME/final, ...) and their KL to π_ref; needs nashmp[llm]",
-        description="Default judge: lm-judge, the offline SmolLM2 as a debiased LLM judge — a different judge from "
-        "the training oracle (default committee). Writes win_rates.csv/png, kl_ref.csv, eval.md into --out.",
+        description="Default judge: embedding, semantic relevance under the offline all-MiniLM-L6-v2 — a different "
+        "judge from the training oracle (default committee). Writes win_rates.csv/png, kl_ref.csv, eval.md into --out.",
     )
     add_eval_arguments(ev)
     ev.set_defaults(func=cmd_eval)

@@ -95,7 +95,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.accelerator.is_main_process and history:
         out = Path(config.output_dir)
         last = history[-1]
-        win = f", held-out win rate vs π_ref {last['eval_win_rate']:.3f}" if "eval_win_rate" in last else ""
+        win = ""
+        if "eval_win_rate" in last:
+            n = len(trainer.eval_prompts)
+            win = f", held-out win rate vs π_ref on {n} prompts: {last['eval_win_rate']:.3f} (training oracle)"
+            if "eval_win_rate_judge" in last:
+                win += f", {last['eval_win_rate_judge']:.3f} ({config.eval_judge})"
         print(
             f"{config.algorithm}: {int(last['step'])} steps, {int(last['queries'])} queries, "
             f"KL(π‖π_ref) {last['kl_ref']:.3g}{win}; model in {out / 'final'}, log in {out / 'log.csv'}, "

@@ -73,8 +73,9 @@ class NashMPConfig:
     debiased pairwise judge) or ``http:<base_url>`` (an OpenAI-compatible server)."""
 
     # ---------------------------------------------------------------- optimisation
-    learning_rate: float = 1e-4
-    """AdamW step size (constant)."""
+    learning_rate: float = 1e-3
+    """AdamW step size (constant). 1e-3 from the LoRA sweep in docs/llm-benchmarks.md (1e-4 barely moved
+    SmolLM2; 3e-3 moved it 6 nats of KL in 10 steps without a better win rate)."""
     per_device_train_batch_size: int = 4
     """Prompts per process and step."""
     num_generations: int = 4
