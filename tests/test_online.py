@@ -185,3 +185,39 @@ def test_every_recipe_has_one_name_and_valid_schedule() -> None:
     assert [bool(prox.before(HP, s)) for s in range(7)] == [True, False, False, True, False, False, True]
     assert RECIPES["nash-mp"].after(HP, 2) == ("ema", "half<-theta")
     assert RECIPES["nash-md"].snapshots(HP) == () and RECIPES["nash-mp"].snapshots(HP) == ("anchor", "half")
+
+
+def _full_logp(theta):  # type: ignore[no-untyped-def]
+    """(S, 2, V) next-token log-probs at each position of every sequence (position 1 only if it exists)."""
+    first = torch.log_softmax(theta[0], -1)
+    second = torch.log_softmax(theta[1], -1)
+    rows = [torch.stack([first, second[s[0]]]) for s in SEQS]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_analytic_kl_estimator_is_unbiased_by_enumeration(model, k: int) -> None:  # type: ignore[no-untyped-def]
+    from nashmp.online.estimators import per_token_kl, token_pg_loss_analytic
+
+    theta, ref, anchor, P = model
+    beta, w = 0.3, 0.7
+    with torch.no_grad():
+        tok, mask = _tokens(*theta)
+        pi_sg = (tok * mask).sum(-1).exp()
+    # the sequence KL equals the expected sum of per-token KLs, so the target gradient is the same
+    exact = _exact_gradient(theta, ref, anchor, P, pi_sg, beta, w)
+    tok, mask = _tokens(*theta)
+    full = _full_logp(theta)
+    kl_ref = per_token_kl(full, _full_logp(ref))
+    kl_anc = per_token_kl(full, _full_logp(anchor))
+    pi = (tok * mask).sum(-1).exp().detach()
+    i, j = pair_indices(k)
+    total = [torch.zeros_like(t) for t in theta]
+    for ys in itertools.product(range(len(SEQS)), repeat=k):
+        rows = torch.tensor(ys)
+        adv = selfplay_advantages(P[rows[i], rows[j]][None], k).reshape(-1)
+        loss = token_pg_loss_analytic(tok[rows], mask[rows], adv, [(beta, kl_ref[rows]), (w, kl_anc[rows])])
+        grads = torch.autograd.grad(loss, theta, retain_graph=True)
+        total = [t - float(pi[rows].prod()) * g for t, g in zip(total, grads, strict=True)]
+    for e, g in zip(total, exact, strict=True):
+        torch.testing.assert_close(e, g, rtol=1e-9, atol=1e-12)

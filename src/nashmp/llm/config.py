@@ -66,6 +66,10 @@ class NashMPConfig:
     """K of ``nash-prox``: the proximal centre is reset to θ every K steps (a proximal-point outer loop)."""
     inner_steps: int = 4
     """M, optimiser steps per proximal sub-problem of ``nash-mp-faithful`` (one outer iteration = 2M steps)."""
+    kl_estimator: str = "sampled"
+    """How the PG loss credits the KL terms per token: ``sampled`` (the sampled log-ratios as rewards-to-go)
+    or ``analytic`` (exact next-token KLs over the vocabulary: pathwise at the token, rewards-to-go after it;
+    less variance, one (B·k, T, V) tensor per scored model). Both unbiased (tests/test_online.py)."""
     mixture_coef: float = 0.5
     """c of Nash-MD's geometric mixture π_θ^{1−c} π_ref^c (TRL's default 0.5)."""
     oracle: str = "committee"
@@ -141,6 +145,8 @@ class NashMPConfig:
             self.algorithm = ALIASES[self.algorithm]
         if self.algorithm not in LLM_ALGORITHMS:
             raise InvalidParameterError(f"unknown algorithm {self.algorithm!r}; choose one of {list(LLM_ALGORITHMS)}.")
+        if self.kl_estimator not in ("sampled", "analytic"):
+            raise InvalidParameterError(f"kl_estimator must be sampled or analytic, got {self.kl_estimator!r}.")
         if self.opponent not in OPPONENTS:
             raise InvalidParameterError(f"opponent must be one of {list(OPPONENTS)}, got {self.opponent!r}.")
         check_positive("beta", self.beta)

@@ -176,6 +176,7 @@ def completion_log_probs(
     *,
     temperature: float,
     group: int = 1,
+    full: bool = False,
 ) -> Tensor:
     r"""Per-token :math:`\log\pi(y_t\mid x,y_{<t})` of the tempered model, ``(B, T)``, 0 where masked.
 
@@ -183,6 +184,8 @@ def completion_log_probs(
     when called outside ``no_grad`` (the policy's training pass). ``group = k`` says that the rows come in
     runs of k identical prompts (k completions per prompt): the prompt is then encoded once per run and its
     KV cache repeated k times (exact, and differentiable), which saves (k−1)/k of the prompt's compute.
+    ``full=True`` returns the whole next-token log-distribution at each completion position, ``(B, T, V)``
+    (for analytic per-token KLs).
     """
     length = completion_ids.shape[1]
     if group > 1 and prompt_ids.shape[0] % group == 0:
@@ -202,5 +205,7 @@ def completion_log_probs(
         mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
         out = view(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=length + 1)
         logits = out.logits[:, :-1].float() / temperature
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, completion_ids[..., None])[..., 0]
-    return logp * completion_mask
+    log_dist = torch.log_softmax(logits, dim=-1)
+    if full:
+        return log_dist
+    return log_dist.gather(-1, completion_ids[..., None])[..., 0] * completion_mask

@@ -45,8 +45,10 @@ from ..online.estimators import (
     grouped_ipo_loss,
     pair_indices,
     paired_advantages,
+    per_token_kl,
     selfplay_advantages,
     token_pg_loss,
+    token_pg_loss_analytic,
 )
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
@@ -421,10 +423,12 @@ class NashMPTrainer:
         with self._weights_of(who) as view:
             return self.sample([(view, 1.0)], ids, mask)
 
-    def _token_logp(self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor) -> Tensor:
-        """Per-token log-probs of the B·k rows; each prompt encoded once for its k completions."""
-        k = self.config.num_generations
-        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=self.config.temperature, group=k)
+    def _token_logp(
+        self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor, full: bool = False
+    ) -> Tensor:
+        """Per-token log-probs of the B·k rows (``full``: whole distributions); each prompt encoded once."""
+        k, temperature = self.config.num_generations, self.config.temperature
+        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=temperature, group=k, full=full)
 
     def _preference(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> Tensor:
         p = self.oracle.probability(list(prompts), list(first), list(second))
@@ -455,27 +459,40 @@ class NashMPTrainer:
             p = self._preference(rows, texts, o_texts).view(len(prompts), k)
             advantage = paired_advantages(p)
         self.completions += len(texts) * self.accelerator.num_processes
+        analytic = cfg.kl_estimator == "analytic" and recipe.loss == "pg"
         with _eval_mode(self.model):  # score the policies that sampled (no dropout); π_θ with gradient
-            logp = self._token_logp(self.model, ids, mask, y, y_mask)
+            out = self._token_logp(self.model, ids, mask, y, y_mask, full=analytic)
             with torch.no_grad():
-                ref = self._token_logp(self.ref_view, ids, mask, y, y_mask)
+                ref = self._token_logp(self.ref_view, ids, mask, y, y_mask, full=analytic)
                 center = (
-                    self._token_logp(self.snapshot_view(self.anchor), ids, mask, y, y_mask)
+                    self._token_logp(self.snapshot_view(self.anchor), ids, mask, y, y_mask, full=analytic)
                     if recipe.anchor_kl
                     else None
                 )
-        seq_logp = logp.detach().sum(-1)
-        if recipe.loss == "ipo":
-            loss = grouped_ipo_loss(logp.sum(-1), ref.sum(-1), p, cfg.beta, k)
+        if analytic:  # per-token KLs over the vocabulary, then the sampled tokens' log-probs
+            kl_ref_t = per_token_kl(out, ref) * y_mask
+            kl_center_t = per_token_kl(out, center) * y_mask if center is not None else None
+            logp = out.gather(-1, y[..., None])[..., 0] * y_mask
+            kls = [(cfg.beta, kl_ref_t)] + ([(cfg.anchor_weight, kl_center_t)] if kl_center_t is not None else [])
+            loss = token_pg_loss_analytic(logp, y_mask, advantage.reshape(-1), kls)
+            kl_ref = float(kl_ref_t.detach().sum(-1).mean())
+            kl_center = float(kl_center_t.detach().sum(-1).mean()) if kl_center_t is not None else 0.0
         else:
-            anchors = [(cfg.beta, ref)] + ([(cfg.anchor_weight, center)] if center is not None else [])
-            loss = token_pg_loss(logp, y_mask, advantage.reshape(-1), anchors)
+            logp = out
+            seq_logp = logp.detach().sum(-1)
+            if recipe.loss == "ipo":
+                loss = grouped_ipo_loss(logp.sum(-1), ref.sum(-1), p, cfg.beta, k)
+            else:
+                anchors = [(cfg.beta, ref)] + ([(cfg.anchor_weight, center)] if center is not None else [])
+                loss = token_pg_loss(logp, y_mask, advantage.reshape(-1), anchors)
+            kl_ref = float((seq_logp - ref.sum(-1)).mean())
+            kl_center = float((seq_logp - center.sum(-1)).mean()) if center is not None else 0.0
         stats = {
             "loss": float(loss.detach()),
             "preference": float(p.mean()),
             "advantage_std": float(advantage.std()) if advantage.numel() > 1 else 0.0,
-            "kl_ref": float((seq_logp - ref.sum(-1)).mean()),
-            "kl_anchor": float((seq_logp - center.sum(-1)).mean()) if center is not None else 0.0,
+            "kl_ref": kl_ref,
+            "kl_anchor": kl_center,
             "length": float(y_mask.sum(-1).float().mean()),
             "eos_fraction": self._eos_fraction(y, y_mask),
             "sample_seconds": sample_seconds,

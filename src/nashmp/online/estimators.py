@@ -27,6 +27,12 @@ the score-function gradient only needs, at token t, the terms at or after t (cau
    \quad\text{for}\quad J=\mathbb E[r]-\sum_i w_i\,\mathrm{KL}(\pi\|a_i),
 
 unbiased, with less variance than multiplying every token's score by the whole-sequence log-ratio.
+
+**Analytic per-token KL** (:func:`token_pg_loss_analytic`). When the full next-token distributions are
+available, :math:`k_t=\mathrm{KL}(\pi(\cdot|s_t)\|a(\cdot|s_t))` is a cost of the *state* s_t, and the policy
+gradient theorem gives :math:`\nabla\,\mathbb E\sum_t k_t=\mathbb E\big[\sum_t\nabla k_t+\sum_t\nabla\log\pi(y_t|s_t)
+\sum_{t'>t}k_{t'}\big]`: the pathwise gradient of the current position's KL plus the score of the future
+ones — unbiased, and free of the sampling noise of the token's own log-ratio.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ __all__ = [
     "paired_advantages",
     "reward_to_go",
     "token_pg_loss",
+    "token_pg_loss_analytic",
+    "per_token_kl",
     "grouped_ipo_loss",
 ]
 
@@ -98,6 +106,28 @@ def token_pg_loss(
         if w:
             adv = adv - w * reward_to_go((token_logp.detach() - token_log_a), mask)
     return -(adv.detach() * token_logp * mask).sum(-1).mean()
+
+
+def per_token_kl(logp_full: Tensor, log_a_full: Tensor) -> Tensor:
+    """(N, T) KL(π(·|s_t) ‖ a(·|s_t)) from full (N, T, V) log-probabilities (differentiable in ``logp_full``)."""
+    return (logp_full.exp() * (logp_full - log_a_full)).sum(-1)
+
+
+def token_pg_loss_analytic(
+    token_logp: Tensor, mask: Tensor, advantage: Tensor, kls: Sequence[tuple[float, Tensor]] = ()
+) -> Tensor:
+    r"""The analytic-KL form of :func:`token_pg_loss` (module docs): ``kls`` pairs ``(w, k_t)`` of per-token
+    KLs (N, T), differentiable in π. Loss per sequence:
+    :math:`-\sum_t \mathrm{sg}(A-\sum_i w_i\sum_{t'>t}k^{(i)}_{t'})\log\pi(y_t|s_t)+\sum_i w_i\sum_t k^{(i)}_t`.
+    """
+    adv = advantage.detach()[:, None].expand_as(token_logp) * mask
+    penalty = torch.zeros_like(token_logp)
+    for w, kl in kls:
+        if w:
+            future = reward_to_go(kl.detach(), mask) - kl.detach() * mask  # Σ_{t' > t}
+            adv = adv - w * future
+            penalty = penalty + w * kl * mask
+    return (-(adv.detach() * token_logp * mask) + penalty).sum(-1).mean()
 
 
 def grouped_ipo_loss(seq_logp: Tensor, seq_ref: Tensor, p_pairs: Tensor, beta: float, k: int) -> Tensor:
