@@ -192,3 +192,22 @@ def test_a_kill_during_save_leaves_latest_loadable(tmp_path: Path, monkeypatch: 
     assert latest_checkpoint(out) == good
     resumed = make(tmp_path, vowel_oracle(), max_steps=2, resume_from_checkpoint="latest")
     assert resumed.step == 1
+
+
+def test_periodic_evaluation_is_logged_and_does_not_change_training(tmp_path: Path) -> None:
+    judge = CallableOracle(lambda x, a, b: [0.75] * len(a))
+    plain = make(tmp_path / "plain", vowel_oracle(), max_steps=4)
+    plain.train()
+    evaluated = make(tmp_path / "eval", vowel_oracle(), max_steps=4, eval_steps=2)
+    evaluated.eval_prompts, evaluated.eval_judge = PROMPTS[:3], judge
+    evaluated.train()
+    for p, q in zip(plain.params, evaluated.params, strict=True):
+        assert torch.equal(p, q)  # its own random stream: training is unchanged
+    import csv
+
+    with (tmp_path / "eval" / "run" / "log.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    evals = [(r["step"], r["eval_win_rate_judge"]) for r in rows if r["eval_win_rate"]]
+    assert evals == [("0.0", "0.75"), ("2.0", "0.75"), ("4.0", "0.75")]
+    assert all(0 <= float(r["eval_win_rate"]) <= 1 for r in rows if r["eval_win_rate"])
+    assert (tmp_path / "eval" / "run" / "training.png").stat().st_size > 5000

@@ -584,14 +584,12 @@ class NashMPTrainer:
         """
         if not self.eval_prompts:
             return {}
-        rng_state = torch.get_rng_state()
-        torch.manual_seed(self.config.seed * 7919 + self.step)
-        try:
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed * 7919 + self.step)
             ids, mask = self.encode_prompts(self.eval_prompts)
             _, _, mine = self._sample_from("self", ids, mask)
             _, _, ref = self.sample([(self.ref_view, 1.0)], ids, mask)
-        finally:
-            torch.set_rng_state(rng_state)
         out = {"eval_win_rate": float(np.mean(self.oracle.probability(self.eval_prompts, mine, ref)))}
         if self.eval_judge is not None:
             out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(self.eval_prompts, mine, ref)))
