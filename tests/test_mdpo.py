@@ -95,9 +95,11 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     ]
 
 
-def test_resume_restores_mujoco_physics(tmp_path: Path) -> None:
+@pytest.mark.parametrize("n_steps", [128, 200])
+def test_resume_restores_mujoco_physics(tmp_path: Path, n_steps: int) -> None:
+    """Bit for bit: needs MuJoCo's whole integration state (at 200 steps the solver's warm start matters)."""
     pytest.importorskip("mujoco")
-    cfg = MDPOConfig(env_id="HalfCheetah-v5", n_steps=128, num_envs=1, total_steps=384, vf_minibatch=64)
+    cfg = MDPOConfig(env_id="HalfCheetah-v5", n_steps=n_steps, num_envs=1, total_steps=3 * n_steps, vf_minibatch=64)
     straight = MDPO(cfg)
     straight.learn()
     first = MDPO(cfg)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import enum
 import os
 import pickle
+import random
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +133,14 @@ def test_plain_data_encoding_round_trips_exactly() -> None:
     assert torch.equal(back["tensor"], value["tensor"])
     with pytest.raises(TypeError, match="not plain data"):
         _encode({"obj": object()})
-    with pytest.raises(TypeError, match="object arrays"):
+    with pytest.raises(TypeError, match="object or structured arrays"):
         _encode(np.array([object()]))
+    for not_plain in (collections.OrderedDict(a=1), collections.defaultdict(list), enum.IntEnum("E", "A").A):
+        with pytest.raises(TypeError, match="not plain data"):
+            _encode(not_plain)  # exact types only: what is saved is what comes back
+    empty = _decode(_encode(np.zeros((0, 3), dtype=np.float32)))
+    assert empty.shape == (0, 3) and empty.dtype == np.float32
+    assert _decode(_encode({1, 2})) == {1, 2}
 
 
 def test_unknown_param_is_one_line_and_a_type_error_inside_a_run_is_not_blamed_on_it(
@@ -165,3 +173,97 @@ def test_rl_output_folder_and_resume_flags_are_checked(tmp_path: Path, capsys: p
         assert message in err and err.count("\n") == 1, (argv, err)
     assert main(_cli(out, "--steps", "256", "--overwrite")) == 0
     assert main(_cli(out, "--steps", "512", "--resume")) == 0  # the seed comes from the checkpoint
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
+def test_mujoco_env_state_restores_bit_for_bit(env_id: str) -> None:
+    """200 random steps, snapshot, restore into a fresh env: the next 200 observations are identical (qpos and
+    qvel alone are not enough: the solver's warm start is part of the state)."""
+    pytest.importorskip("mujoco")
+    from nashmp.rl.checkpoint import env_snapshot, restore_env_snapshot
+    from nashmp.rl.envs import make_vec_env
+
+    actions = np.random.default_rng(0).uniform(-1, 1, (400, 1, 6 if env_id.startswith("Half") else 3))
+    a = make_vec_env(env_id, 1, normalize=True, gamma=0.99)
+    a.reset(seed=0)
+    for t in range(200):
+        a.step(actions[t])
+    snap = torch.load(_roundtrip(env_snapshot(a)), weights_only=True)
+    b = make_vec_env(env_id, 1, normalize=True, gamma=0.99)
+    b.reset(seed=5)
+    restore_env_snapshot(b, snap)
+    for t in range(200, 400):
+        oa, ra, *_ = a.step(actions[t])
+        ob, rb, *_ = b.step(actions[t])
+        assert np.array_equal(oa, ob) and np.array_equal(ra, rb), t
+
+
+def _roundtrip(obj: object) -> object:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_generators_sets_and_nested_helpers_are_restored() -> None:
+    from nashmp.rl.checkpoint import _object_state, _restore_attrs
+
+    class Helper:
+        def __init__(self) -> None:
+            self.counts = np.zeros(2)
+            self.inner = type("Inner", (), {})()
+            self.inner.total = 0
+
+    class Env:
+        def __init__(self, seed: int) -> None:
+            self.gen = np.random.default_rng(seed)
+            self.pyrand = random.Random(seed)
+            self.seen = {seed}
+            self.helper = Helper()
+
+    a = Env(0)
+    a.gen.random(5), a.pyrand.random(), a.seen.add(9)
+    a.helper.counts += 3
+    a.helper.inner.total = 7
+    state = torch.load(_roundtrip(_object_state(a, "Env")), weights_only=True)
+    b = Env(1)
+    _restore_attrs(b, state, "Env")
+    assert a.gen.random() == b.gen.random() and a.pyrand.random() == b.pyrand.random()
+    assert b.seen == {0, 9} and np.array_equal(b.helper.counts, [3, 3]) and b.helper.inner.total == 7
+
+
+def test_crafted_state_cannot_patch_classes_or_change_types(tmp_path: Path) -> None:
+    agent = _tiny_agent()
+    path = agent.save(tmp_path / "checkpoint.pt")
+    blob = torch.load(path, weights_only=True)
+    first = blob["env"]["attrs"][0]  # NormalizeReward
+    first["__class__"] = {"__attrs__": {"step": 3}}  # would monkeypatch the wrapper class
+    first["return_rms"] = {"__attrs__": {"count": "x"}}  # a string where a number lives
+    torch.save(blob, path)
+    step_before = type(agent.env).step
+    with pytest.raises(CheckpointError, match="return_rms.count"):
+        MDPO.load(path)
+    assert type(agent.env).step is step_before
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"env_id": "evil_module:Pendulum-v1"}, "not a registered gymnasium id"),
+        ({"env_id": "NoSuch-v0"}, "not a registered gymnasium id"),
+        ({"no_such_field": 1}, "unknown config field"),
+        ({"n_steps": "many"}, "n_steps must be an integer"),
+        ("not a dict", "config"),
+    ],
+)
+def test_crafted_checkpoint_config_is_refused(tmp_path: Path, config: object, match: str) -> None:
+    """The saved config is untrusted: an id like 'module:Env' would make gymnasium import that module."""
+    agent = _tiny_agent()
+    path = agent.save(tmp_path / "checkpoint.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["config"] = {**blob["config"], **config} if isinstance(config, dict) else config
+    torch.save(blob, path)
+    with pytest.raises(CheckpointError, match=match):
+        MDPO.load(path)

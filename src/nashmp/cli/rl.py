@@ -59,6 +59,9 @@ def rl_train(
     unknown = sorted(set(params) - fields)
     if unknown:  # checked here, so that a TypeError inside a run is never mistaken for a bad --param
         raise InvalidParameterError(f"unknown --param {unknown} for {algo}; its fields are {sorted(fields)}.")
+    flagged = {"env_id": "--env", "seed": "--seed", "total_steps": "--steps", "eval_episodes": "--eval-episodes"}
+    for key in sorted(set(params) & set(flagged)):
+        raise InvalidParameterError(f"--param {key}=... is set by {flagged[key]}; use that flag instead.")
     check_positive_int("steps", steps)
     check_positive_int("eval_episodes", eval_episodes)
     if seed is not None and seed < 0:
@@ -74,7 +77,7 @@ def rl_train(
                     f"{flag} {given!r} differs from the checkpoint's {saved.get(key)!r}; drop {flag} to resume, "
                     "or start a new run in another --out."
                 )
-        agent = cls.load(ckpt, total_steps=steps, **params)
+        agent = cls.load(ckpt, total_steps=steps, **({"env_id": env_id} if env_id else {}), **params)
     else:
         cfg = config_cls(env_id=env_id or "Pendulum-v1", total_steps=steps, seed=seed or 0,
                          eval_episodes=eval_episodes, **params)  # fmt: skip

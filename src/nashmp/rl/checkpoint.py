@@ -20,7 +20,9 @@ import collections
 import io
 import os
 import pickle
+import random
 import re
+import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +34,14 @@ import torch
 from ..errors import CheckpointError
 from .envs import env_state, restore_env_state
 
-__all__ = ["save_agent", "read_checkpoint", "load_agent_state", "env_snapshot", "restore_env_snapshot"]
+__all__ = [
+    "save_agent",
+    "read_checkpoint",
+    "checkpoint_config",
+    "load_agent_state",
+    "env_snapshot",
+    "restore_env_snapshot",
+]
 
 FORMAT = "nashmp-rl-checkpoint/2"
 _RUNTIME = ("obs", "reset_next", "returns")
@@ -41,25 +50,40 @@ _SKIP = {"env", "envs", "env_fns", "spec", "_saved_kwargs", "metadata", "_metada
 
 
 # --------------------------------------------------------------------------- plain-data encoding
+_SCALARS = (bool, int, float, str)
+
+
 def _encode(value: Any) -> Any:
-    """``value`` as plain data (tensors, numbers, str, list, tuple, dict); raises TypeError otherwise."""
-    if isinstance(value, np.ndarray | np.generic):  # first: np.float64 is also a float
+    """``value`` as plain data (tensors, numbers, str, list, tuple, dict); raises TypeError otherwise.
+
+    Types are checked exactly (an ``IntEnum`` is not an ``int``, an ``OrderedDict`` not a ``dict``), so what
+    is saved is what comes back; numpy arrays/scalars, deques, sets and numpy/Python random generators are
+    tagged dictionaries.
+    """
+    if type(value) is np.ndarray or (isinstance(value, np.generic) and type(value).__module__ == "numpy"):
         arr = np.asarray(value)
-        if arr.dtype.hasobject:
-            raise TypeError("object arrays are not plain data")
-        raw = torch.frombuffer(bytearray(np.ascontiguousarray(arr).tobytes()), dtype=torch.uint8)
+        if arr.dtype.hasobject or arr.dtype.fields is not None:
+            raise TypeError("object or structured arrays are not plain data")
+        data = np.ascontiguousarray(arr).tobytes()
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
         kind = "__ndarray__" if isinstance(value, np.ndarray) else "__npscalar__"
         return {kind: raw, "dtype": arr.dtype.str, "shape": list(arr.shape)}
-    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+    if value is None or type(value) in _SCALARS or isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, collections.deque):
+    if type(value) is collections.deque:
         return {"__deque__": [_encode(v) for v in value], "maxlen": value.maxlen}
-    if isinstance(value, list):
+    if type(value) is list:
         return [_encode(v) for v in value]
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         return tuple(_encode(v) for v in value)
-    if isinstance(value, dict) and all(isinstance(k, str | int) for k in value):
+    if type(value) in (set, frozenset):
+        return {"__set__": [_encode(v) for v in sorted(value, key=repr)], "frozen": type(value) is frozenset}
+    if type(value) is dict and all(type(k) in (str, int) for k in value):
         return {k: _encode(v) for k, v in value.items()}
+    if type(value) is np.random.Generator:
+        return {"__np_generator__": _encode(value.bit_generator.state)}
+    if type(value) is random.Random:
+        return {"__py_random__": _encode(value.getstate())}
     raise TypeError(f"{type(value).__name__} is not plain data")
 
 
@@ -68,18 +92,44 @@ def _decode(value: Any) -> Any:
         for kind in ("__ndarray__", "__npscalar__"):
             if kind in value:
                 dtype = np.dtype(str(value["dtype"]))
-                if dtype.hasobject:
-                    raise CheckpointError("the checkpoint holds an object array; refusing to load it.")
+                if dtype.hasobject or dtype.fields is not None:
+                    raise CheckpointError("the checkpoint holds an object or structured array; refusing to load it.")
                 arr = np.frombuffer(value[kind].numpy().tobytes(), dtype=dtype).reshape(value["shape"]).copy()
                 return arr if kind == "__ndarray__" else arr[()]
         if "__deque__" in value:
             return collections.deque((_decode(v) for v in value["__deque__"]), maxlen=value["maxlen"])
+        if "__set__" in value:
+            items = [_decode(v) for v in value["__set__"]]
+            return frozenset(items) if value["frozen"] else set(items)
+        if "__np_generator__" in value or "__py_random__" in value:
+            return _GeneratorState(value)
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if isinstance(value, tuple):
         return tuple(_decode(v) for v in value)
     return value
+
+
+class _GeneratorState:
+    """A saved random generator's state, written into the fresh object's own generator on restore."""
+
+    def __init__(self, tagged: dict[str, Any]) -> None:
+        self.numpy = "__np_generator__" in tagged
+        self.state = _decode(tagged["__np_generator__" if self.numpy else "__py_random__"])
+
+    def apply(self, target: Any, where: str) -> None:
+        if self.numpy and type(target) is np.random.Generator:
+            target.bit_generator.state = self.state
+        elif not self.numpy and type(target) is random.Random:
+            target.setstate(_tuples(self.state))
+        else:
+            raise CheckpointError(f"{where}: the checkpoint holds a random generator where this env has none.")
+
+
+def _tuples(value: Any) -> Any:
+    """``random.Random.setstate`` wants nested tuples (lists come back from some decoders)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 # --------------------------------------------------------------------------- environment state
@@ -97,52 +147,106 @@ def _chain(env: Any) -> list[Any]:
     return out
 
 
-def _object_state(obj: Any) -> dict[str, Any]:
-    """The plain-data attributes of ``obj``; small helper objects (e.g. ``RunningMeanStd``) one level deep."""
+def _is_structure(value: Any) -> bool:
+    """Built from the config, not state: envs, spaces, specs, enums, callables, MuJoCo/renderer objects."""
+    import enum
+    import types
+
+    import gymnasium as gym
+
+    if isinstance(
+        value, gym.Env | gym.Wrapper | gym.vector.VectorEnv | gym.spaces.Space | gym.envs.registration.EnvSpec
+    ):
+        return True
+    if isinstance(value, enum.Enum | type | types.ModuleType) or callable(value):
+        return True
+    module = type(value).__module__ or ""
+    return module.startswith(("mujoco", "gymnasium.envs.mujoco", "pygame"))
+
+
+def _object_state(obj: Any, where: str, depth: int = 0) -> dict[str, Any]:
+    """The plain-data attributes of ``obj`` (helper objects such as ``RunningMeanStd`` recursively)."""
     state: dict[str, Any] = {}
     for key, value in vars(obj).items():
-        if key in _SKIP or key == "_np_random":
+        if key in _SKIP or key.startswith("__"):
             continue
         try:
             state[key] = _encode(value)
+            continue
         except TypeError:
-            inner = getattr(value, "__dict__", None)
-            if inner is None or type(value).__module__.startswith(("gymnasium.spaces", "mujoco")):
-                continue
-            try:
-                state[key] = {"__attrs__": {k: _encode(v) for k, v in inner.items()}}
-            except TypeError:
-                continue  # structure (spaces, models, renderers): rebuilt from the config
+            pass
+        if _is_structure(value):
+            continue
+        if hasattr(value, "__dict__") and depth < 3:
+            state[key] = {"__attrs__": _object_state(value, f"{where}.{key}", depth + 1)}
+            continue
+        warnings.warn(  # never silently: an env whose state cannot be saved will not resume exactly
+            f"{where}.{key} ({type(value).__name__}) cannot be saved as plain data; a resumed run may differ.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return state
 
 
 def env_snapshot(env: Any) -> dict[str, Any]:
     """Plain-data state of a vector env built by :func:`~nashmp.rl.envs.make_vec_env` (see module docs)."""
+    chain = _chain(env)
     return {
-        "types": [type(o).__name__ for o in _chain(env)],
-        "attrs": [_object_state(o) for o in _chain(env)],
-        "physics": _encode(env_state(env)),  # qpos/qvel/time and each sub-env's generator
+        "types": [type(o).__name__ for o in chain],
+        "attrs": [_object_state(o, type(o).__name__) for o in chain],
+        "physics": _encode(env_state(env)),  # MuJoCo integration state and each sub-env's generator
     }
+
+
+def _numeric(x: Any) -> bool:
+    return isinstance(x, bool | int | float | np.number | np.bool_ | np.ndarray) and np.asarray(x).dtype.kind in "biufc"
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """Whether a restored value may replace the fresh one: numbers for numbers (running statistics turn 0-d
+    arrays into numpy scalars), otherwise the same type; None on either side is an unset field."""
+    if old is None or new is None:
+        return True
+    if _numeric(old) or _numeric(new):
+        return _numeric(old) and _numeric(new)
+    return type(old) is type(new)
+
+
+def _restore_attrs(obj: Any, attrs: Any, where: str) -> None:
+    if not isinstance(attrs, dict):
+        raise CheckpointError(f"{where}: malformed environment state in the checkpoint.")
+    own = vars(obj)
+    for key, value in attrs.items():
+        if not isinstance(key, str) or key.startswith("__") or key in _SKIP or key not in own:
+            continue  # only the fresh object's own data attributes, never dunders or structure
+        current = own[key]
+        if isinstance(value, dict) and "__attrs__" in value:
+            if _is_structure(current) or not hasattr(current, "__dict__"):
+                raise CheckpointError(f"{where}.{key}: the checkpoint's state does not fit this environment.")
+            _restore_attrs(current, value["__attrs__"], f"{where}.{key}")
+            continue
+        decoded = _decode(value)
+        if isinstance(decoded, _GeneratorState):
+            decoded.apply(current, f"{where}.{key}")
+            continue
+        if not _same_kind(current, decoded):
+            raise CheckpointError(
+                f"{where}.{key}: the checkpoint holds a {type(decoded).__name__} where this environment has a "
+                f"{type(current).__name__}."
+            )
+        setattr(obj, key, decoded)
 
 
 def restore_env_snapshot(env: Any, snapshot: dict[str, Any]) -> None:
     """Write :func:`env_snapshot` back into a freshly built env of the same configuration."""
     chain = _chain(env)
-    if [type(o).__name__ for o in chain] != list(snapshot["types"]):
+    if not isinstance(snapshot, dict) or [type(o).__name__ for o in chain] != list(snapshot.get("types", [])):
         raise CheckpointError(
-            "the checkpoint's environment has other wrappers than this configuration builds "
-            f"({snapshot['types']} vs {[type(o).__name__ for o in chain]}); resume with the saved settings."
+            "the checkpoint's environment has other wrappers than this configuration builds; resume with the "
+            "saved settings."
         )
     for obj, attrs in zip(chain, snapshot["attrs"], strict=True):
-        for key, value in attrs.items():
-            if not hasattr(obj, key):
-                continue
-            if isinstance(value, dict) and "__attrs__" in value:
-                target = getattr(obj, key)
-                for k, v in value["__attrs__"].items():
-                    setattr(target, k, _decode(v))
-            else:
-                setattr(obj, key, _decode(value))
+        _restore_attrs(obj, attrs, type(obj).__name__)
     restore_env_state(env, _decode(snapshot["physics"]))
 
 
@@ -197,8 +301,40 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a nashmp RL checkpoint (format {FORMAT} expected).")
     out: dict[str, Any] = dict(blob)
-    out["config"] = _decode(blob["config"])
+    out["config"] = _decode(blob.get("config"))
+    if not isinstance(out["config"], dict):
+        raise CheckpointError(f"{p}: the checkpoint's config is not a mapping of field: value.")
     return out
+
+
+def checkpoint_config(config_cls: type, blob: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The agent config saved in ``blob`` (+ ``overrides``), treated as untrusted input.
+
+    Every field is coerced to its declared type, unknown fields are refused, and the environment id must be a
+    registered gymnasium id without a ``module:`` prefix — gymnasium imports that module to make the env, so a
+    crafted checkpoint could otherwise run code. (An id passed explicitly in ``overrides`` is the user's own.)
+    """
+    import gymnasium as gym
+
+    from .._fields import coerce_fields
+    from ..errors import NashMPValueError
+
+    saved = blob.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError("the checkpoint's config is not a mapping of field: value.")
+    try:
+        fields = coerce_fields(config_cls, {**saved, **overrides})
+    except NashMPValueError as exc:
+        raise CheckpointError(f"the checkpoint's config is invalid: {exc}") from None
+    env_id = fields.get("env_id")
+    if "env_id" not in overrides and (not isinstance(env_id, str) or ":" in env_id or env_id not in gym.registry):
+        raise CheckpointError(
+            f"the checkpoint's env_id {env_id!r} is not a registered gymnasium id; pass --env to name the environment."
+        )
+    try:
+        return config_cls(**fields)
+    except NashMPValueError as exc:
+        raise CheckpointError(f"the checkpoint's config is invalid: {exc}") from None
 
 
 def load_agent_state(agent: Any, blob: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
-from .checkpoint import load_agent_state, read_checkpoint, save_agent
+from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
 from .envs import check_env_id, make_vec_env, observation_normalizer
 
 __all__ = ["MDPOConfig", "MDPO", "mdpo_loss", "policy_kl"]
@@ -355,6 +355,6 @@ class MDPO:
     def load(cls, path: str | Path, **overrides: Any) -> MDPO:
         """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
         blob = read_checkpoint(path)
-        agent = cls(MDPOConfig(**{**blob["config"], **overrides}))
+        agent = cls(checkpoint_config(MDPOConfig, blob, overrides))
         load_agent_state(agent, blob)
         return agent

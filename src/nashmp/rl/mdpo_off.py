@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidParameterError
+from ..errors import CheckpointError, InvalidParameterError
 from ..games.game import check_positive, check_positive_int
-from .checkpoint import load_agent_state, read_checkpoint, save_agent
+from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
 from .envs import check_env_id, make_vec_env
 
 __all__ = ["MDPOOffConfig", "MDPOOff", "TanhGaussianActor", "actor_loss"]
@@ -316,10 +316,13 @@ class MDPOOff:
     def load(cls, path: str | Path, **overrides: Any) -> MDPOOff:
         """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
         blob = read_checkpoint(path)
-        agent = cls(MDPOOffConfig(**{**blob["config"], **overrides}))
+        agent = cls(checkpoint_config(MDPOOffConfig, blob, overrides))
         extra = load_agent_state(agent, blob)
-        for k, v in extra["buffer"].items():
-            agent.buffer[k][: len(v)] = v
-        agent.size = extra["size"]
-        agent.generator.set_state(extra["generator"])
+        try:
+            for k, v in extra["buffer"].items():
+                agent.buffer[k][: len(v)] = v
+            agent.size = int(extra["size"])
+            agent.generator.set_state(extra["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(f"the checkpoint's replay buffer does not fit this agent ({exc}).") from None
         return agent
