@@ -211,3 +211,34 @@ def test_periodic_evaluation_is_logged_and_does_not_change_training(tmp_path: Pa
     assert evals == [("0.0", "0.75"), ("2.0", "0.75"), ("4.0", "0.75")]
     assert all(0 <= float(r["eval_win_rate"]) <= 1 for r in rows if r["eval_win_rate"])
     assert (tmp_path / "eval" / "run" / "training.png").stat().st_size > 5000
+
+
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")  # peft's warning about this very case
+def test_tied_weights_are_not_merged_and_one_token_completions_score(tmp_path: Path) -> None:
+    """LoRA on a tied lm_head would leak its merged delta into the embeddings: sampling stays unmerged."""
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    cfg = NashMPConfig(max_steps=1, max_new_tokens=1, per_device_train_batch_size=2, num_generations=2,
+                       output_dir=str(tmp_path / "run"), progress_bar=False, use_peft=True,
+                       lora_target_modules=["q_proj", "lm_head"])  # fmt: skip
+    trainer = NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=vowel_oracle(), prompts=PROMPTS)
+    assert trainer._base_weights == []
+    row = trainer.training_step()  # one-token completions through the grouped scorer
+    assert row["length"] == 1.0
+
+
+def test_held_out_prompts_come_from_a_test_split_or_eval_dataset(tmp_path: Path) -> None:
+    from nashmp.errors import InvalidParameterError
+    from nashmp.llm.prompts import default_prompts
+
+    prompts = tmp_path / "train.txt"
+    prompts.write_text("one\ntwo\nthree\n")
+    cfg = NashMPConfig(dataset=str(prompts), eval_steps=2, output_dir=str(tmp_path / "a"))
+    with pytest.raises(InvalidParameterError, match="no test split: set eval_dataset"):
+        NashMPTrainer._held_out_prompts(cfg)
+    held = tmp_path / "held.txt"
+    held.write_text("four\nfive\n")
+    cfg = NashMPConfig(dataset=str(prompts), eval_steps=2, eval_dataset=str(held), output_dir=str(tmp_path / "b"))
+    assert NashMPTrainer._held_out_prompts(cfg) == ["four", "five"]
+    default = NashMPTrainer._held_out_prompts(NashMPConfig(eval_steps=2))
+    assert default == default_prompts("test") and not set(default) & set(default_prompts("train"))

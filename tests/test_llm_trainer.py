@@ -188,15 +188,15 @@ def test_sequence_ipo_loss_by_hand() -> None:
 @pytest.mark.parametrize("algorithm", list(LLM_ALGORITHMS))
 @pytest.mark.parametrize("use_peft", [True, False])
 def test_every_algorithm_trains_two_steps(tmp_path: Path, algorithm: str, use_peft: bool) -> None:
-    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema", num_generations=3)
+    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema", num_generations=4)
     before = [p.detach().clone() for p in trainer.params]
     history = trainer.train()
     assert [int(h["step"]) for h in history] == [1, 2]
     selfplay = trainer.recipe.opponent_at(trainer.config, 0) == "self"
-    pairs_per_prompt = 3 if selfplay else 3  # all 3 pairs of 3 completions, or 3 (completion, opponent) pairs
+    pairs_per_prompt = 6 if selfplay else 4  # all 6 pairs of 4 completions, or 4 (completion, opponent) pairs
     pairs_per_step = 2 * pairs_per_prompt * (2 if algorithm == "egpo" else 1)  # EGPO: a fresh batch for its look-ahead
     assert history[-1]["queries"] == 2 * pairs_per_step
-    assert history[-1]["completions"] == 2 * 2 * 3 * (2 if algorithm == "egpo" else 1)
+    assert history[-1]["completions"] == 2 * 2 * 4 * (2 if algorithm == "egpo" else 1)
     for row in history:
         assert all(math.isfinite(v) for v in row.values())
         assert 0 <= row["preference"] <= 1
@@ -247,7 +247,7 @@ def test_faithful_phases_switch_anchor_and_half(tmp_path: Path) -> None:
         assert torch.equal(h, s)
 
 
-@pytest.mark.parametrize("algorithm", ["nash-mp", "nash-mp-faithful", "egpo"])
+@pytest.mark.parametrize("algorithm", ["nash-mp", "nash-mp-faithful", "nash-prox", "nash-md", "egpo"])
 def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
     """A run killed after step 3 and resumed from checkpoint-2 ends exactly like an uninterrupted one."""
     common = {"algorithm": algorithm, "max_steps": 4, "save_steps": 2, "inner_steps": 2, "opponent": "half"}

@@ -55,6 +55,8 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
+        if type(value) is int and value in (0, 1):  # YAML `1`/`0`, like the flag `--use-peft 1`
+            return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
         raise InvalidParameterError(f"{name} must be true or false, got {value!r}.")
@@ -63,6 +65,10 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             raise InvalidParameterError(f"{name} must be an integer, got {value!r}.")
         if isinstance(value, int):
             return value
+        try:
+            return int(str(value).strip())  # exact for big integers
+        except ValueError:
+            pass
         try:
             number = float(str(value).strip())
         except ValueError:
@@ -73,12 +79,13 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
     if kind is float:
         if isinstance(value, bool):
             raise InvalidParameterError(f"{name} must be a number, got {value!r}.")
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return float(str(value).strip())
+            number = float(value) if isinstance(value, int | float) else float(str(value).strip())
         except ValueError:
             raise InvalidParameterError(f"{name} must be a number, got {value!r}.") from None
+        if not math.isfinite(number):
+            raise InvalidParameterError(f"{name} must be a finite number, got {value!r}.")
+        return number
     if kind is str:
         if isinstance(value, str):
             return value

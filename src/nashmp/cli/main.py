@@ -160,14 +160,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_approx(args: argparse.Namespace) -> int:
-    from ..approx.recipes import RECIPES
+    from ..approx.recipes import _OLD_NAMES, RECIPES
     from .approx import approx_compare
 
     game = _game_from_args(args)
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
+    if not recipes:
+        raise CLIError(f"--recipe names no recipe; choose from {list(RECIPES)}")
+    old = [r for r in recipes if r in _OLD_NAMES]
+    if old:
+        import warnings
+
+        warnings.warn(f"recipe name(s) {old} are now {[_OLD_NAMES[r] for r in old]}", FutureWarning, stacklevel=1)
+        recipes = [_OLD_NAMES.get(r, r) for r in recipes]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         raise CLIError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
+    params = {_OLD_NAMES.get(k, k): v for k, v in _parse_params(args.param).items()}
+    stray = sorted(set(params) - {"*", *recipes})
+    if stray:  # a --param for a recipe that is not run would be silently ignored
+        raise CLIError(f"--param given for recipe(s) {stray} that this run does not include ({recipes})")
+    import dataclasses
+
+    from ..approx.recipes import ApproxConfig
+
+    fields = {f.name for f in dataclasses.fields(ApproxConfig)} - {"recipe", "seed"}
+    bad = sorted({k for p in params.values() for k in p} - fields)
+    if bad:
+        raise CLIError(f"unknown --param {bad}; ApproxConfig fields are {sorted(fields)}")
     if args.seeds < 1:
         raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
     summary = approx_compare(
@@ -176,7 +196,7 @@ def cmd_approx(args: argparse.Namespace) -> int:
         list(range(args.seeds)),
         args.queries,
         Path(args.out),
-        params=_parse_params(args.param),
+        params=params,
         evals=args.evals,
         progress=not args.no_progress,
         title=args.title or "",

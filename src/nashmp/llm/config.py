@@ -98,9 +98,10 @@ class NashMPConfig:
     lora_alpha: int = 32
     """LoRA scale numerator (the delta is scaled by alpha / r)."""
     lora_dropout: float = 0.0
-    """Dropout on the LoRA input while training (sampling and scoring run without it)."""
+    """peft's LoRA dropout. Sampling *and* scoring run in eval mode (so the scored policy is the one that
+    sampled, as the estimators require), hence this has no effect on the gradient; kept for peft configs."""
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names that get adapters (comma-separated on the command line)."""
+    """Module names that get adapters (comma-separated on the command line; ``all-linear`` as in peft)."""
 
     # ---------------------------------------------------------------- bookkeeping
     output_dir: str = "runs/nashmp"
@@ -131,7 +132,10 @@ class NashMPConfig:
     eval_steps: int = 0
     """Every N steps (and before the first), the held-out win rate of π_θ against π_ref (0: never)."""
     eval_num_prompts: int = 16
-    """Held-out prompts of that evaluation (the ``test`` split of the default set, else the dataset's end)."""
+    """How many held-out prompts that evaluation uses (the first ones of ``eval_dataset`` / the test split)."""
+    eval_dataset: str | None = None
+    """Held-out prompts for ``eval_steps`` (a file or ``datasets`` name; its ``test`` split if it has one);
+    default: the ``test`` split of ``dataset`` (required for prompt files, which have no splits)."""
     eval_judge: str = "none"
     """A second judge for the periodic evaluation, different from the training oracle (e.g. ``embedding``)."""
 

@@ -195,11 +195,14 @@ def completion_log_probs(
         cache = getattr(out, CACHE_ATTR)
         cache.batch_repeat_interleave(group)
         first = out.logits[:, -1:].repeat_interleave(group, 0)  # predicts the first completion token
-        mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
-        pos = _positions(mask)[:, prompt_ids.shape[1] :]
-        rest = view(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
-                    use_cache=True, **{CACHE_KW: cache})  # fmt: skip
-        logits = torch.cat([first, rest.logits], dim=1).float() / temperature
+        if length == 1:  # nothing more to feed
+            logits = first.float() / temperature
+        else:
+            mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)
+            pos = _positions(mask)[:, prompt_ids.shape[1] :]
+            rest = view(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                        use_cache=True, **{CACHE_KW: cache})  # fmt: skip
+            logits = torch.cat([first, rest.logits], dim=1).float() / temperature
     else:
         ids = torch.cat([prompt_ids, completion_ids], dim=1)
         mask = torch.cat([prompt_mask.long(), torch.ones_like(completion_mask)], dim=1)

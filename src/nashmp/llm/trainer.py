@@ -97,7 +97,7 @@ RESUME_LOCKED = (
     "model_name_or_path", "dataset", "prompt_column", "dataset_split", "max_prompt_length", "max_new_tokens",
     "temperature", "dtype", "algorithm", "opponent", "beta", "eta", "ema", "half_every", "prox_every",
     "inner_steps", "mixture_coef", "oracle", "per_device_train_batch_size", "num_generations", "use_peft",
-    "lora_r", "lora_alpha", "lora_target_modules", "seed",
+    "lora_r", "lora_alpha", "lora_target_modules", "seed", "kl_estimator", "lora_dropout",
 )  # fmt: skip
 
 
@@ -131,8 +131,8 @@ class NashMPTrainer:
     prompts:
         training prompts; loaded from ``config.dataset`` when None.
     eval_prompts:
-        held-out prompts of the periodic evaluation (``eval_steps``); by default the ``test`` split of the
-        default set, or the last ``eval_num_prompts`` prompts of the dataset's ``test`` split if it has one.
+        held-out prompts of the periodic evaluation (``eval_steps``); by default the first
+        ``eval_num_prompts`` of ``eval_dataset``, else of the ``test`` split of ``dataset``.
     eval_judge:
         the second judge of that evaluation; built from ``config.eval_judge`` when None.
     """
@@ -161,7 +161,7 @@ class NashMPTrainer:
         if not self.prompts:
             raise InvalidParameterError("the prompt set is empty; give a dataset with at least one prompt.")
         if cfg.eval_steps and eval_prompts is None:
-            eval_prompts = load_prompts(cfg.dataset, column=cfg.prompt_column, split="test")
+            eval_prompts = self._held_out_prompts(cfg)
         self.eval_prompts = [str(p) for p in (eval_prompts or [])][: cfg.eval_num_prompts]
         if (model is None) != (tokenizer is None):
             raise InvalidParameterError("pass both model and tokenizer, or neither (then config.model_name_or_path).")
@@ -271,12 +271,32 @@ class NashMPTrainer:
             raise InvalidParameterError(f"{state_file} is corrupt; resume from another checkpoint.") from None
         now = cfg.to_dict()
         changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in RESUME_LOCKED if k in saved and saved[k] != now[k]]
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        saved_processes = json.loads(state_file.read_text(encoding="utf-8")).get("num_processes", processes)
+        if saved_processes != processes:  # another global batch, prompt order and per-process RNG streams
+            changed.append(f"processes: {saved_processes} → {processes}")
         if changed:
             raise InvalidParameterError(
                 f"cannot resume {path} with other settings ({'; '.join(changed)}); use the saved values or a new "
                 "output_dir."
             )
         return path
+
+    @staticmethod
+    def _held_out_prompts(cfg: NashMPConfig) -> list[str]:
+        """Prompts of the periodic evaluation: ``eval_dataset``, else the ``test`` split of ``dataset``."""
+        from .prompts import load_prompts
+
+        if cfg.eval_dataset is not None:
+            return load_prompts(cfg.eval_dataset, column=cfg.prompt_column, split="test")
+        if Path(cfg.dataset).suffix.lower() in (".jsonl", ".json", ".txt"):
+            raise InvalidParameterError(
+                f"eval_steps needs held-out prompts, and the file {cfg.dataset} has no test split: set eval_dataset "
+                "to a file of evaluation prompts (or eval_steps=0)."
+            )
+        if cfg.dataset_split == "test":
+            raise InvalidParameterError("training on the test split leaves no held-out prompts; set eval_dataset.")
+        return load_prompts(cfg.dataset, column=cfg.prompt_column, split="test")
 
     def _wrap_peft(self, model: Any) -> Any:
         cfg = self.config
@@ -288,7 +308,9 @@ class NashMPTrainer:
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_target_modules),
+            target_modules=(
+                "all-linear" if list(cfg.lora_target_modules) == ["all-linear"] else list(cfg.lora_target_modules)
+            ),
             task_type="CAUSAL_LM",
         )
         import warnings
@@ -306,6 +328,12 @@ class NashMPTrainer:
             base = getattr(module, "base_layer", None)
             if base is not None and hasattr(module, "lora_A") and isinstance(getattr(base, "weight", None), Tensor):
                 out.append((base.weight, base.weight.detach().clone()))
+        # a merged delta must not leak into another parameter that shares the storage (tied embeddings)
+        from collections import Counter
+
+        uses = Counter(p.data_ptr() for _, p in self.raw_model.named_parameters(remove_duplicate=False))
+        if any(uses[w.data_ptr()] > 1 for w, _ in out):
+            return []  # sample through the unmerged adapters instead
         return out
 
     def _trainable_state(self) -> dict[str, Tensor]:
@@ -661,6 +689,7 @@ class NashMPTrainer:
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
+        acc.wait_for_everyone()  # every process's RNG file is in tmp before it is renamed
         if acc.is_main_process:
             for name, values in self.snapshots.items():
                 save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(tmp / f"{name}.safetensors"))
@@ -668,6 +697,7 @@ class NashMPTrainer:
                 "step": self.step,
                 "queries": self.queries,
                 "completions": self.completions,
+                "num_processes": acc.num_processes,
                 "history": self.history,
                 "config": self.config.to_dict(),
             }

@@ -110,7 +110,9 @@ def token_pg_loss(
 
 def per_token_kl(logp_full: Tensor, log_a_full: Tensor) -> Tensor:
     """(N, T) KL(π(·|s_t) ‖ a(·|s_t)) from full (N, T, V) log-probabilities (differentiable in ``logp_full``)."""
-    return (logp_full.exp() * (logp_full - log_a_full)).sum(-1)
+    p = logp_full.exp()
+    diff = torch.where(p > 0, logp_full - log_a_full, torch.zeros_like(logp_full))  # 0·log 0 = 0, not NaN
+    return (p * diff).sum(-1)
 
 
 def token_pg_loss_analytic(
