@@ -63,32 +63,56 @@ def _exact_gradient(theta, ref, anchor, P, opponent, beta, w):  # type: ignore[n
     return torch.autograd.grad(J, theta)
 
 
-def _expected_estimator(theta, ref, anchor, P, k, beta, w, advantages):  # type: ignore[no-untyped-def]
-    """E[-∇ token_pg_loss] over every k-tuple of self-play samples, weighted by its probability."""
+def _expectation(theta, P, k, advantages, loss_of):  # type: ignore[no-untyped-def]
+    """E[-∇ loss] over every k-tuple of self-play samples, each weighted by its probability;
+    ``loss_of(rows, adv)`` is the estimator's loss on those sequences."""
     tok, mask = _tokens(*theta)
-    ref_tok, _ = _tokens(*ref)
-    anc_tok, _ = _tokens(*anchor)
     pi = (tok * mask).sum(-1).exp().detach()
     i, j = pair_indices(k)
     total = [torch.zeros_like(t) for t in theta]
     for ys in itertools.product(range(len(SEQS)), repeat=k):
         rows = torch.tensor(ys)
         adv = advantages(P[rows[i], rows[j]][None], k).reshape(-1)
-        loss = token_pg_loss(tok[rows], mask[rows], adv, [(beta, ref_tok[rows]), (w, anc_tok[rows])])
-        grads = torch.autograd.grad(loss, theta, retain_graph=True)
+        grads = torch.autograd.grad(loss_of(rows, adv), theta, retain_graph=True)
         total = [t - float(pi[rows].prod()) * g for t, g in zip(total, grads, strict=True)]
     return total
 
 
+def _expected_estimator(theta, ref, anchor, P, k, beta, w, advantages):  # type: ignore[no-untyped-def]
+    """E[-∇ token_pg_loss] (sampled per-token KLs) under self-play."""
+    tok, mask = _tokens(*theta)
+    ref_tok, _ = _tokens(*ref)
+    anc_tok, _ = _tokens(*anchor)
+
+    def loss_of(rows, adv):  # type: ignore[no-untyped-def]
+        return token_pg_loss(tok[rows], mask[rows], adv, [(beta, ref_tok[rows]), (w, anc_tok[rows])])
+
+    return _expectation(theta, P, k, advantages, loss_of)
+
+
+@pytest.mark.parametrize("kl", ["sampled", "analytic"])
 @pytest.mark.parametrize("k", [2, 3])
-def test_selfplay_estimator_is_unbiased_by_enumeration(model, k: int) -> None:  # type: ignore[no-untyped-def]
+def test_selfplay_estimators_are_unbiased_by_enumeration(model, k: int, kl: str) -> None:  # type: ignore[no-untyped-def]
+    """Both KL estimators (sampled log-ratios, analytic per-token KLs) give E[estimate] = ∇J exactly."""
+    from nashmp.online.estimators import per_token_kl, token_pg_loss_analytic
+
     theta, ref, anchor, P = model
     beta, w = 0.3, 0.7
     with torch.no_grad():
         tok, mask = _tokens(*theta)
         pi_sg = (tok * mask).sum(-1).exp()
-    exact = _exact_gradient(theta, ref, anchor, P, pi_sg, beta, w)
-    est = _expected_estimator(theta, ref, anchor, P, k, beta, w, selfplay_advantages)
+    exact = _exact_gradient(theta, ref, anchor, P, pi_sg, beta, w)  # = E Σ_t per-token KLs, the same target
+    if kl == "sampled":
+        est = _expected_estimator(theta, ref, anchor, P, k, beta, w, selfplay_advantages)
+    else:
+        tok, mask = _tokens(*theta)
+        full = _full_logp(theta)
+        kl_ref, kl_anc = per_token_kl(full, _full_logp(ref)), per_token_kl(full, _full_logp(anchor))
+
+        def loss_of(rows, adv):  # type: ignore[no-untyped-def]
+            return token_pg_loss_analytic(tok[rows], mask[rows], adv, [(beta, kl_ref[rows]), (w, kl_anc[rows])])
+
+        est = _expectation(theta, P, k, selfplay_advantages, loss_of)
     for e, g in zip(est, exact, strict=True):
         torch.testing.assert_close(e, g, rtol=1e-9, atol=1e-12)
 
@@ -193,31 +217,3 @@ def _full_logp(theta):  # type: ignore[no-untyped-def]
     second = torch.log_softmax(theta[1], -1)
     rows = [torch.stack([first, second[s[0]]]) for s in SEQS]
     return torch.stack(rows)
-
-
-@pytest.mark.parametrize("k", [2, 3])
-def test_analytic_kl_estimator_is_unbiased_by_enumeration(model, k: int) -> None:  # type: ignore[no-untyped-def]
-    from nashmp.online.estimators import per_token_kl, token_pg_loss_analytic
-
-    theta, ref, anchor, P = model
-    beta, w = 0.3, 0.7
-    with torch.no_grad():
-        tok, mask = _tokens(*theta)
-        pi_sg = (tok * mask).sum(-1).exp()
-    # the sequence KL equals the expected sum of per-token KLs, so the target gradient is the same
-    exact = _exact_gradient(theta, ref, anchor, P, pi_sg, beta, w)
-    tok, mask = _tokens(*theta)
-    full = _full_logp(theta)
-    kl_ref = per_token_kl(full, _full_logp(ref))
-    kl_anc = per_token_kl(full, _full_logp(anchor))
-    pi = (tok * mask).sum(-1).exp().detach()
-    i, j = pair_indices(k)
-    total = [torch.zeros_like(t) for t in theta]
-    for ys in itertools.product(range(len(SEQS)), repeat=k):
-        rows = torch.tensor(ys)
-        adv = selfplay_advantages(P[rows[i], rows[j]][None], k).reshape(-1)
-        loss = token_pg_loss_analytic(tok[rows], mask[rows], adv, [(beta, kl_ref[rows]), (w, kl_anc[rows])])
-        grads = torch.autograd.grad(loss, theta, retain_graph=True)
-        total = [t - float(pi[rows].prod()) * g for t, g in zip(total, grads, strict=True)]
-    for e, g in zip(total, exact, strict=True):
-        torch.testing.assert_close(e, g, rtol=1e-9, atol=1e-12)
