@@ -64,7 +64,7 @@ from .._numerics import FloatArray
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
 from .models import OFFLINE_ALIASES, ModelNotFoundError, cache_dir, prepare_tokenizer, resolve_model_path
-from .sampling import ModelView, completion_log_probs, encode_prompts, model_device, sample_completions
+from .sampling import ModelView, completion_log_probs, encode_prompts, eval_mode, model_device, sample_completions
 
 __all__ = [
     "Z_95",
@@ -255,10 +255,8 @@ def generate(
     if reference is not None and temperature > 0 and _same_vocab(tokenizer, reference[1]):
         ref_model = reference[0]
     device = model_device(model)
-    was_training = bool(getattr(model, "training", False))
-    model.eval()
     view = ModelView(model)
-    try:
+    with eval_mode(model):
         for k in range(samples_per_prompt):
             for b, start in enumerate(range(0, n, batch_size)):
                 rows = list(prompts[start : start + batch_size])
@@ -285,8 +283,6 @@ def generate(
                     )
                 if on_batch is not None:
                     on_batch()
-    finally:
-        model.train(was_training)
     return _Generations(texts, lengths, log_ratio)
 
 
@@ -299,9 +295,7 @@ def _log_ratio(
         return np.zeros(out.shape[0])
     logp = completion_log_probs(ModelView(model), ids, mask, out, out_mask, temperature=temperature).sum(-1)
     ref_device = model_device(ref_model)
-    was_training = bool(getattr(ref_model, "training", False))
-    ref_model.eval()
-    try:
+    with eval_mode(ref_model):
         ref = completion_log_probs(
             ModelView(ref_model),
             ids.to(ref_device),
@@ -310,8 +304,6 @@ def _log_ratio(
             out_mask.to(ref_device),
             temperature=temperature,
         ).sum(-1)
-    finally:
-        ref_model.train(was_training)
     return (logp.double().cpu() - ref.double().cpu()).numpy()
 
 

@@ -13,7 +13,7 @@ from ..errors import InvalidParameterError
 from ..games.game import check_positive_int
 from ..oracles import PreferenceOracle
 from .judge_template import _check_template, _debias
-from .sampling import model_device
+from .sampling import eval_mode, model_device
 
 __all__ = ["LMJudge"]
 
@@ -148,29 +148,24 @@ class LMJudge(PreferenceOracle):
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))  # less padding per batch
         device = model_device(self.model)
         answer_ids = torch.tensor(self.answer_ids, device=device)
-        was_training = bool(getattr(self.model, "training", False))
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(order), self.batch_size):
-                    rows = order[start : start + self.batch_size]
-                    width = max(len(sequences[i]) for i in rows)
-                    ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(rows), width), dtype=torch.long)
-                    for r, i in enumerate(rows):  # left padding: the last column is every row's next-token slot
-                        seq = torch.as_tensor(list(sequences[i]), dtype=torch.long)
-                        ids[r, width - len(seq) :] = seq
-                        mask[r, width - len(seq) :] = 1
-                    kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-                    if self._positions:  # positions count real tokens only, as in generation
-                        kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
-                    if self._keep_last:  # a (batch, 1, vocab) head output instead of (batch, length, vocab)
-                        kwargs["logits_to_keep"] = 1
-                    logits = self.model(**kwargs).logits[:, -1, :]
-                    log_q = torch.log_softmax(logits.index_select(-1, answer_ids).float(), dim=-1)
-                    out[rows] = log_q.exp().double().cpu().numpy()
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                width = max(len(sequences[i]) for i in rows)
+                ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, i in enumerate(rows):  # left padding: the last column is every row's next-token slot
+                    seq = torch.as_tensor(list(sequences[i]), dtype=torch.long)
+                    ids[r, width - len(seq) :] = seq
+                    mask[r, width - len(seq) :] = 1
+                kwargs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+                if self._positions:  # positions count real tokens only, as in generation
+                    kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+                if self._keep_last:  # a (batch, 1, vocab) head output instead of (batch, length, vocab)
+                    kwargs["logits_to_keep"] = 1
+                logits = self.model(**kwargs).logits[:, -1, :]
+                log_q = torch.log_softmax(logits.index_select(-1, answer_ids).float(), dim=-1)
+                out[rows] = log_q.exp().double().cpu().numpy()
         return out
 
     def _probability(self, contexts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]) -> FloatArray:

@@ -12,7 +12,7 @@ from .._numerics import FloatArray
 from ..errors import InvalidOracleOutputError, InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from ..oracles import PreferenceOracle
-from .sampling import model_device
+from .sampling import eval_mode, model_device
 
 __all__ = ["RewardModelOracle"]
 
@@ -51,25 +51,20 @@ class _SequenceClassifierReward:
         seqs = [self._encode(p, c) for p, c in zip(prompts, completions, strict=True)]
         scores = [0.0] * len(seqs)
         device = model_device(self.model)
-        was_training = bool(getattr(self.model, "training", False))
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(seqs), self.batch_size):
-                    chunk = seqs[start : start + self.batch_size]
-                    width = max(len(s) for s in chunk)
-                    pad = self.pad_id if self.pad_id is not None else 0
-                    ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
-                    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                    for r, s in enumerate(
-                        chunk
-                    ):  # right padding: encoders read position 0, decoders the last real token
-                        ids[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-                        mask[r, : len(s)] = 1
-                    logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                    scores[start : start + len(chunk)] = logits.reshape(len(chunk), -1)[:, 0].double().cpu().tolist()
-        finally:
-            self.model.train(was_training)
+        with eval_mode(self.model), torch.no_grad():
+            for start in range(0, len(seqs), self.batch_size):
+                chunk = seqs[start : start + self.batch_size]
+                width = max(len(s) for s in chunk)
+                pad = self.pad_id if self.pad_id is not None else 0
+                ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, s in enumerate(
+                    chunk
+                ):  # right padding: encoders read position 0, decoders the last real token
+                    ids[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+                    mask[r, : len(s)] = 1
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                scores[start : start + len(chunk)] = logits.reshape(len(chunk), -1)[:, 0].double().cpu().tolist()
         return scores
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ModelView",
     "encode_prompts",
     "model_device",
+    "eval_mode",
     "sample_completions",
     "completion_log_probs",
     "swap_parameters",
@@ -93,6 +94,20 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, max_length: int = 
     finally:
         tokenizer.truncation_side, tokenizer.padding_side = side, padding
     return enc["input_ids"], enc["attention_mask"]
+
+
+@contextlib.contextmanager
+def eval_mode(module: Any) -> Iterator[None]:
+    """Dropout off for the block (so that sampling, scoring and judging see one policy), then the previous
+    mode back; a no-op for callables that are not modules."""
+    was_training = bool(getattr(module, "training", False))
+    if hasattr(module, "eval"):
+        module.eval()
+    try:
+        yield
+    finally:
+        if hasattr(module, "train"):
+            module.train(was_training)
 
 
 def model_device(model: Any) -> torch.device:

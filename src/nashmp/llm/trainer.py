@@ -52,7 +52,14 @@ from ..online.estimators import (
 )
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
-from .sampling import ModelView, completion_log_probs, encode_prompts, sample_completions, swap_parameters
+from .sampling import (
+    ModelView,
+    completion_log_probs,
+    encode_prompts,
+    eval_mode,
+    sample_completions,
+    swap_parameters,
+)
 
 __all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]
 
@@ -103,17 +110,6 @@ RESUME_LOCKED = (
 
 def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
     return [p.detach().clone() for p in params]
-
-
-@contextlib.contextmanager
-def _eval_mode(module: Any) -> Iterator[None]:
-    """Dropout off (scoring and sampling see the same policy), then the previous mode back."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 class NashMPTrainer:
@@ -429,7 +425,7 @@ class NashMPTrainer:
     ) -> tuple[Tensor, Tensor, list[str]]:
         """Completions of the (left-padded) prompts from the geometric mixture of ``views``, in eval mode."""
         cfg, tok = self.config, self.tokenizer
-        with _eval_mode(self.raw_model):
+        with eval_mode(self.raw_model):
             out, out_mask, _ = sample_completions(
                 views,
                 ids,
@@ -488,7 +484,7 @@ class NashMPTrainer:
             advantage = paired_advantages(p)
         self.completions += len(texts) * self.accelerator.num_processes
         analytic = cfg.kl_estimator == "analytic" and recipe.loss == "pg"
-        with _eval_mode(self.model):  # score the policies that sampled (no dropout); π_θ with gradient
+        with eval_mode(self.model):  # score the policies that sampled (no dropout); π_θ with gradient
             out = self._token_logp(self.model, ids, mask, y, y_mask, full=analytic)
             with torch.no_grad():
                 ref = self._token_logp(self.ref_view, ids, mask, y, y_mask, full=analytic)
