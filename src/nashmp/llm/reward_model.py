@@ -58,9 +58,7 @@ class _SequenceClassifierReward:
                 pad = self.pad_id if self.pad_id is not None else 0
                 ids = torch.full((len(chunk), width), int(pad), dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for r, s in enumerate(
-                    chunk
-                ):  # right padding: encoders read position 0, decoders the last real token
+                for r, s in enumerate(chunk):  # right padding: encoders read position 0, decoders the last real token
                     ids[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
                     mask[r, : len(s)] = 1
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
