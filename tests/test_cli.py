@@ -201,3 +201,56 @@ def test_cli_argument_errors_are_one_line(
     err = capsys.readouterr().err
     assert err.startswith("nashmp: error:") and err.count("\n") == 1
     assert "nash-mp" in nashmp.ALGORITHMS
+
+
+def test_more_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13, item 7: each of these used to end in a traceback (or a MemoryError)."""
+    cases = [
+        (["solve", "--family", "random", "--n", "200000", "--beta", "0.1", "--out", str(tmp_path / "s")], "GiB"),
+        (
+            [
+                "compare",
+                "--family",
+                "rps",
+                "--n",
+                "6",
+                "--beta",
+                "0.1",
+                "--queries",
+                "10",
+                "--algos",
+                "",
+                "--out",
+                str(tmp_path / "c"),
+            ],
+            "names no algorithm",
+        ),  # fmt: skip
+        (
+            [
+                "approx",
+                "--family",
+                "rps",
+                "--n",
+                "6",
+                "--beta",
+                "0.1",
+                "--queries",
+                "10",
+                "--param",
+                "num_threads=0",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "a"),
+            ],
+            "num_threads",
+        ),  # fmt: skip
+        (
+            ["rl", "train", "--steps", "4096", "--param", "torch_threads=0", "--out", str(tmp_path / "r")],
+            "torch_threads",
+        ),  # fmt: skip
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("nashmp: error:") and err.count("\n") == 1 and message in err, (argv, err)

@@ -178,3 +178,37 @@ def test_train_help_lists_every_algorithm_and_documents_every_field(capsys: pyte
         assert f.name in docs, f"NashMPConfig.{f.name} has no docstring"
         assert "--" + f.name.replace("_", "-") in text
         assert "".join(docs[f.name].split())[:40] in text
+
+
+def test_divergence_and_a_failing_judge_are_one_line(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 7: the trainer's NaN check and JudgeError reach the user as one line, exit 2."""
+    from nashmp.errors import JudgeError
+    from nashmp.llm.trainer import NashMPTrainer
+
+    base = ["train", "--model-name-or-path", str(tiny_dir), "--per-device-train-batch-size", "2",
+            "--num-generations", "2", "--max-new-tokens", "4", "--progress-bar", "false", "--num-threads", "1"]  # fmt: skip
+    argv = [
+        *base,
+        "--use-peft",
+        "false",
+        "--learning-rate",
+        "1e6",
+        "--max-steps",
+        "20",
+        "--output-dir",
+        str(tmp_path / "a"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # (after transformers' weight-loading bar)
+    errors = [line for line in err.splitlines() if "nashmp: error:" in line]
+    assert len(errors) == 1 and "lower learning_rate" in errors[0] and "Traceback" not in err, err
+
+    def judge_fails(self: NashMPTrainer) -> None:
+        raise JudgeError("http://judge: 3 attempts failed (timeout)")
+
+    monkeypatch.setattr(NashMPTrainer, "train", judge_fails)
+    assert main([*base, "--max-steps", "1", "--output-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("nashmp: error: http://judge: 3 attempts failed (timeout)\n") and "Traceback" not in err

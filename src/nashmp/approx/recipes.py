@@ -118,6 +118,8 @@ class ApproxConfig:
             check_positive_int(name, getattr(self, name))
         if not 0 < self.ema <= 1:
             raise InvalidParameterError(f"ema must lie in (0, 1], got {self.ema!r}.")
+        if self.num_threads is not None:
+            check_positive_int("num_threads", self.num_threads)
         if not 0 <= self.mixture_coef <= 1:
             raise InvalidParameterError(f"mixture_coef must lie in [0, 1], got {self.mixture_coef!r}.")
 

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .. import __version__
-from ..errors import EquilibriumNotCertifiedError, InvalidParameterError, NashMPValueError
+from ..errors import EquilibriumNotCertifiedError, InvalidParameterError, JudgeError, NashMPValueError
 
 __all__ = ["main", "build_parser"]
 
@@ -146,6 +146,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     game = _game_from_args(args)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    if not algos:
+        raise CLIError("--algos names no algorithm; e.g. --algos nash-mp,omd (see `nashmp run --help`)")
     summary = compare(
         game,
         algos,
@@ -330,6 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (CLIError, NashMPValueError, EquilibriumNotCertifiedError, InvalidParameterError, OSError) as exc:
         print(f"nashmp: error: {exc}", file=sys.stderr)
+        return 2
+    except (JudgeError, FloatingPointError) as exc:  # a judge that keeps failing; a training run that diverged
+        print(f"nashmp: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "nashmp: error: out of memory; use a smaller problem (fewer responses, contexts or rows).", file=sys.stderr
+        )
         return 2
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._numerics import FloatArray, log_normalize
 from ..errors import InvalidParameterError
-from .game import PreferenceGame, check_positive
+from .game import PreferenceGame, check_positive, check_positive_int
 
 __all__ = [
     "random_game",
@@ -176,12 +176,24 @@ FAMILIES: dict[str, Callable[..., PreferenceGame]] = {
 }
 
 
+#: the largest preference array :func:`make_game` allocates (bytes); numpy would raise MemoryError later
+MAX_GAME_BYTES = 16 * 2**30
+
+
 def make_game(family: str, n: int, beta: float, *, num_games: int = 1, seed: int = 0, **options: Any) -> PreferenceGame:
     """Build a game of a named family (see :data:`FAMILIES`); ``options`` go to its generator (e.g. ``ref``)."""
     try:
         gen = FAMILIES[family]
     except KeyError:
         raise InvalidParameterError(f"unknown game family {family!r}; choose one of {sorted(FAMILIES)}.") from None
+    check_positive_int("n", n)
+    check_positive_int("num_games", num_games)
+    size = num_games * n * n * 8
+    if size > MAX_GAME_BYTES:  # checked before allocating: the (X, n, n) float64 preference array
+        raise InvalidParameterError(
+            f"a {family!r} game with {num_games} context(s) of n={n} needs {size / 2**30:.1f} GiB for P "
+            f"(limit {MAX_GAME_BYTES / 2**30:.0f} GiB); use a smaller n or fewer games."
+        )
     try:
         return gen(n, beta, num_games=num_games, seed=seed, **options)
     except TypeError as exc:

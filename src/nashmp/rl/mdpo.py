@@ -76,7 +76,16 @@ class MDPOConfig:
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "n_steps", "sgd_steps", "vf_epochs", "vf_minibatch", "hidden"):
+        for name in (
+            "total_steps",
+            "num_envs",
+            "n_steps",
+            "sgd_steps",
+            "vf_epochs",
+            "vf_minibatch",
+            "hidden",
+            "torch_threads",
+        ):
             check_positive_int(name, getattr(self, name))
         if self.n_steps % self.num_envs:
             raise InvalidParameterError(f"n_steps ({self.n_steps}) must be a multiple of num_envs ({self.num_envs}).")

@@ -72,7 +72,7 @@ class MDPOOffConfig:
     """torch intra-op threads (1: robust on a loaded machine; 2 is ~1.5× faster on an idle 2-core one)."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "buffer_size", "batch_size", "old_refresh", "hidden"):
+        for name in ("total_steps", "buffer_size", "batch_size", "old_refresh", "hidden", "torch_threads"):
             check_positive_int(name, getattr(self, name))
         if self.learning_starts < 0:
             raise InvalidParameterError(f"learning_starts must be ≥ 0, got {self.learning_starts!r}.")
