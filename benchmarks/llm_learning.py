@@ -80,7 +80,7 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     import torch
 
     torch.set_num_threads(1)
-    from nashmp.llm.evaluate import load_policy, win_rate_matrix
+    from nashmp.llm.evaluate import load_policy, win_rate_matrices
     from nashmp.llm.judges import make_oracle
     from nashmp.llm.prompts import default_prompts
 
@@ -88,10 +88,10 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     policies = {"ref": load_policy("ref")}
     for n in names:
         policies[n] = load_policy(json.loads((OUT / f"{n}.json").read_text())["final"])
+    judges = {name: make_oracle(name) for name in ("committee", "embedding")}
+    results = win_rate_matrices(policies, prompts, judges, samples_per_prompt=2, seed=1, reference="ref")
     result: dict[str, object] = {}
-    for judge_name in ("committee", "embedding"):
-        res = win_rate_matrix(policies, prompts, make_oracle(judge_name), samples_per_prompt=2, seed=1,
-                              reference="ref")  # fmt: skip
+    for judge_name, res in results.items():  # one generation, judged twice
         result[judge_name] = {"markdown": res.to_markdown(), "names": res.names,
                               "win_rate": res.win_rate.tolist(), "ci_low": res.ci_low.tolist(),
                               "ci_high": res.ci_high.tolist(), "kl_ref": [float(x) for x in res.kl_ref]}  # fmt: skip

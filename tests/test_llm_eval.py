@@ -341,3 +341,18 @@ def test_cli_end_to_end_on_tiny_models(tmp_path: Path, capsys: pytest.CaptureFix
     assert kl["ref"] == 0.0 and np.isfinite(kl["x/final"])
     for name in ("win_rates.csv", "win_rates.png", "eval.md", "completions.jsonl"):
         assert (out / name).is_file()
+
+
+def test_several_judges_share_one_generation() -> None:
+    """win_rate_matrices generates once and judges with each: equal to one win_rate_matrix per judge."""
+    from nashmp.llm.evaluate import win_rate_matrices
+    from nashmp.oracles import CallableOracle
+
+    models = {f"m{s}": tiny_model_and_tokenizer(seed=s) for s in range(2)}
+    longer = CallableOracle(lambda x, a, b: [float(len(u) > len(v)) for u, v in zip(a, b, strict=True)])
+    half = CallableOracle(lambda x, a, b: [0.5] * len(a))
+    both = win_rate_matrices(models, PROMPTS, {"longer": longer, "half": half}, max_new_tokens=5, seed=2)
+    alone = win_rate_matrix(models, PROMPTS, longer, max_new_tokens=5, seed=2)
+    assert both["longer"].completions == both["half"].completions == alone.completions
+    np.testing.assert_array_equal(both["longer"].win_rate, alone.win_rate)
+    np.testing.assert_array_equal(both["half"].win_rate, 0.5)

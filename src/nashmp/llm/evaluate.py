@@ -77,6 +77,7 @@ __all__ = [
     "generate",
     "mean_confidence_interval",
     "win_rate_matrix",
+    "win_rate_matrices",
     "write_eval_report",
 ]
 
@@ -404,9 +405,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def win_rate_matrix(
+    policies: Mapping[str, tuple[Any, Any]], prompts: Sequence[str], judge: PreferenceOracle, **options: Any
+) -> WinRateResult:
+    """The win-rate matrix under one judge: :func:`win_rate_matrices` with ``{"judge": judge}``."""
+    return win_rate_matrices(policies, prompts, {"judge": judge}, **options)["judge"]
+
+
+def win_rate_matrices(
     policies: Mapping[str, tuple[Any, Any]],
     prompts: Sequence[str],
-    judge: PreferenceOracle,
+    judges: Mapping[str, PreferenceOracle],
     *,
     max_new_tokens: int = 48,
     temperature: float = 0.7,
@@ -416,14 +424,15 @@ def win_rate_matrix(
     batch_size: int = 16,
     max_prompt_length: int = 128,
     progress: bool = False,
-) -> WinRateResult:
-    r"""Generate, judge and summarise: the win-rate matrix W with 95 % intervals and each policy's KL to π_ref.
+) -> dict[str, WinRateResult]:
+    r"""Generate once, judge with each of ``judges``: per judge, the win-rate matrix W with 95 % intervals and
+    each policy's KL to π_ref (the same completions, hence the same KL, under every judge).
 
     Args:
         policies: ``{name: (model, tokenizer)}`` in display order (a model may appear under several names).
         prompts: the evaluation prompts (n ≥ 1).
-        judge: the preference oracle; asked once per pair of policies (i < j), on every prompt and sample
-            whose two completions differ.
+        judges: ``{name: preference oracle}``; each is asked once per pair of policies (i < j), on every
+            prompt and sample whose two completions differ.
         max_new_tokens: completion budget per answer.
         temperature: sampling temperature T ≥ 0; 0 is greedy decoding (then ``samples_per_prompt`` must be 1
             and ``kl_ref`` is nan: there are no samples to estimate it on).
@@ -443,8 +452,11 @@ def win_rate_matrix(
     prompts = [str(p) for p in prompts]
     if not prompts:
         raise InvalidParameterError("win_rate_matrix needs at least one prompt.")
-    if not isinstance(judge, PreferenceOracle):
-        raise InvalidParameterError(f"judge must be a PreferenceOracle, got {type(judge).__name__}.")
+    if not judges:
+        raise InvalidParameterError("win_rate_matrices needs at least one judge.")
+    for judge in judges.values():
+        if not isinstance(judge, PreferenceOracle):
+            raise InvalidParameterError(f"judge must be a PreferenceOracle, got {type(judge).__name__}.")
     _check_int("max_new_tokens", max_new_tokens, 1)
     s = _check_int("samples_per_prompt", samples_per_prompt, 1)
     _check_int("seed", seed, 0)
@@ -474,7 +486,7 @@ def win_rate_matrix(
     k, n = len(names), len(prompts)
     batches = -(-n // batch_size)
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    bar = tqdm(total=k * s * batches + len(pairs), desc="eval", unit="step", disable=not progress)
+    bar = tqdm(total=k * s * batches + len(pairs) * len(judges), desc="eval", unit="step", disable=not progress)
     gens: dict[str, _Generations] = {}
     try:
         for index, name in enumerate(names):
@@ -493,57 +505,64 @@ def win_rate_matrix(
                 reference=ref_pair,
                 on_batch=lambda: bar.update(1),
             )
-        per_prompt = np.full((k, k, n), 0.5)
-        for i, j in pairs:
-            bar.set_description(f"judge {names[i]} vs {names[j]}")
-            a = [t for sample in gens[names[i]].texts for t in sample]
-            b = [t for sample in gens[names[j]].texts for t in sample]
-            p = np.full(len(a), 0.5)
-            differ = [r for r in range(len(a)) if a[r] != b[r]]
-            if differ:
-                contexts = [prompts[r % n] for r in differ]
-                p[differ] = judge.probability(contexts, [a[r] for r in differ], [b[r] for r in differ])
-            per_prompt[i, j] = p.reshape(s, n).mean(axis=0)
-            per_prompt[j, i] = 1.0 - per_prompt[i, j]
-            bar.update(1)
+        per_judge: dict[str, np.ndarray] = {}
+        for judge_name, judge in judges.items():
+            per_prompt = per_judge[judge_name] = np.full((k, k, n), 0.5)
+            for i, j in pairs:
+                bar.set_description(f"{judge_name}: {names[i]} vs {names[j]}")
+                a = [t for sample in gens[names[i]].texts for t in sample]
+                b = [t for sample in gens[names[j]].texts for t in sample]
+                p = np.full(len(a), 0.5)
+                differ = [r for r in range(len(a)) if a[r] != b[r]]
+                if differ:
+                    contexts = [prompts[r % n] for r in differ]
+                    p[differ] = judge.probability(contexts, [a[r] for r in differ], [b[r] for r in differ])
+                per_prompt[i, j] = p.reshape(s, n).mean(axis=0)
+                per_prompt[j, i] = 1.0 - per_prompt[i, j]
+                bar.update(1)
     finally:
         bar.close()
 
-    win = np.full((k, k), 0.5)
-    low = np.full((k, k), 0.5)
-    high = np.full((k, k), 0.5)
-    for i, j in pairs:
-        win[i, j], low[i, j], high[i, j] = mean_confidence_interval(per_prompt[i, j], bounds=(0.0, 1.0))
-        win[j, i], low[j, i], high[j, i] = 1.0 - win[i, j], 1.0 - high[i, j], 1.0 - low[i, j]
     kl = np.full(k, np.nan)
     kl_low, kl_high = np.full(k, np.nan), np.full(k, np.nan)
     for i, name in enumerate(names):
         ratio = gens[name].log_ratio
         if not np.isnan(ratio).any():
             kl[i], kl_low[i], kl_high[i] = mean_confidence_interval(ratio.mean(axis=0))
-    settings = {
-        "judge": type(judge).__name__,
-        "max_new_tokens": max_new_tokens,
-        "temperature": float(temperature),
-        "samples_per_prompt": s,
-        "seed": seed,
-        "reference": ref_name,
-        "judge_queries": int(judge.queries),
-    }
-    return WinRateResult(
-        names=names,
-        prompts=prompts,
-        win_rate=win,
-        ci_low=low,
-        ci_high=high,
-        per_prompt=per_prompt,
-        kl_ref=kl,
-        kl_ci_low=kl_low,
-        kl_ci_high=kl_high,
-        mean_length=np.array([gens[name].lengths.mean() for name in names]),
-        completions={name: gens[name].texts for name in names},
-        settings=settings,
-    )
+    results = {}
+    for judge_name, judge in judges.items():
+        per_prompt = per_judge[judge_name]
+        win = np.full((k, k), 0.5)
+        low = np.full((k, k), 0.5)
+        high = np.full((k, k), 0.5)
+        for i, j in pairs:
+            win[i, j], low[i, j], high[i, j] = mean_confidence_interval(per_prompt[i, j], bounds=(0.0, 1.0))
+            win[j, i], low[j, i], high[j, i] = 1.0 - win[i, j], 1.0 - high[i, j], 1.0 - low[i, j]
+        settings = {
+            "judge": type(judge).__name__,
+            "max_new_tokens": max_new_tokens,
+            "temperature": float(temperature),
+            "samples_per_prompt": s,
+            "seed": seed,
+            "reference": ref_name,
+            "judge_queries": int(judge.queries),
+        }
+        results[judge_name] = WinRateResult(
+            names=names,
+            prompts=prompts,
+            win_rate=win,
+            ci_low=low,
+            ci_high=high,
+            per_prompt=per_prompt,
+            kl_ref=kl,
+            kl_ci_low=kl_low,
+            kl_ci_high=kl_high,
+            mean_length=np.array([gens[name].lengths.mean() for name in names]),
+            completions={name: gens[name].texts for name in names},
+            settings=settings,
+        )
+
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
