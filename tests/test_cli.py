@@ -205,49 +205,15 @@ def test_cli_argument_errors_are_one_line(
 
 def test_more_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 13, item 7: each of these used to end in a traceback (or a MemoryError)."""
+    game = ["--family", "rps", "--n", "6", "--beta", "0.1", "--queries", "10"]
     cases = [
         (["solve", "--family", "random", "--n", "200000", "--beta", "0.1", "--out", str(tmp_path / "s")], "GiB"),
-        (
-            [
-                "compare",
-                "--family",
-                "rps",
-                "--n",
-                "6",
-                "--beta",
-                "0.1",
-                "--queries",
-                "10",
-                "--algos",
-                "",
-                "--out",
-                str(tmp_path / "c"),
-            ],
-            "names no algorithm",
-        ),  # fmt: skip
-        (
-            [
-                "approx",
-                "--family",
-                "rps",
-                "--n",
-                "6",
-                "--beta",
-                "0.1",
-                "--queries",
-                "10",
-                "--param",
-                "num_threads=0",
-                "--no-progress",
-                "--out",
-                str(tmp_path / "a"),
-            ],
-            "num_threads",
-        ),  # fmt: skip
+        (["compare", *game, "--algos", "", "--out", str(tmp_path / "c")], "names no algorithm"),
+        (["approx", *game, "--param", "num_threads=0", "--no-progress", "--out", str(tmp_path / "a")], "num_threads"),
         (
             ["rl", "train", "--steps", "4096", "--param", "torch_threads=0", "--out", str(tmp_path / "r")],
             "torch_threads",
-        ),  # fmt: skip
+        ),
     ]
     for argv, message in cases:
         capsys.readouterr()

@@ -83,7 +83,7 @@ def test_train_from_yaml_with_flag_overrides(
         (["--model-name-or-path", "no/such/model/dir"], "unknown model"),
         (["--dataset", "missing.jsonl"], "does not exist"),
         (["--oracle", "oracle-of-delphi"], "unknown oracle"),
-        (["--use-peft", "maybe"], "expected true or false"),
+        (["--use-peft", "maybe"], "use_peft must be true or false"),
         (["--resume-from-checkpoint", "latest"], "has no complete checkpoint"),
     ],
 )

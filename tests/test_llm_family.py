@@ -109,18 +109,28 @@ def test_scoring_runs_in_eval_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_grouped_selfplay_queries_every_pair(tmp_path: Path) -> None:
-    calls: list[tuple[list[str], list[str]]] = []
+    """Per prompt, the oracle sees its k completions in all k(k−1)/2 pairs (i < j), with that prompt."""
+    import itertools
+
+    calls: list[tuple[list[str], list[str], list[str]]] = []
 
     def fn(x, a, b):  # type: ignore[no-untyped-def]
-        calls.append((list(a), list(b)))
+        calls.append((list(x), list(a), list(b)))
         return [0.5] * len(a)
 
     trainer = make(tmp_path, CallableOracle(fn), algorithm="nash-mp", max_steps=1, num_generations=3,
-                   per_device_train_batch_size=2)  # fmt: skip
+                   per_device_train_batch_size=2, max_new_tokens=12, temperature=2.0)  # fmt: skip
+    prompts = trainer._batch_prompts(0)
+    torch.manual_seed(11)
     trainer.training_step()
-    ((first, second),) = calls
-    assert len(first) == 2 * 3  # B · k(k−1)/2 pairs
-    assert trainer.queries == 6 and trainer.completions == 6
+    ((x, first, second),) = calls
+    assert len(first) == 2 * 3 and trainer.queries == 6 and trainer.completions == 6  # B · k(k−1)/2 pairs
+    assert x == [prompts[0]] * 3 + [prompts[1]] * 3
+    for r in range(2):
+        pairs = list(zip(first[3 * r : 3 * r + 3], second[3 * r : 3 * r + 3], strict=True))
+        texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # the prompt's completions, in order
+        assert len(texts) == 3, "three distinct completions per prompt (temperature 2, 12 tokens)"
+        assert pairs == list(itertools.combinations(texts, 2))
 
 
 def test_grouped_scoring_equals_one_pass_per_row_with_gradients() -> None:

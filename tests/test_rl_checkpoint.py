@@ -144,13 +144,20 @@ def test_plain_data_encoding_round_trips_exactly() -> None:
 
 
 def test_unknown_param_is_one_line_and_a_type_error_inside_a_run_is_not_blamed_on_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nashmp.cli.main import main
 
     assert main(_cli(tmp_path / "a", "--param", "nosuch=1")) == 2
     err = capsys.readouterr().err
     assert "unknown --param ['nosuch']" in err and err.count("\n") == 1
+
+    def bug(self: MDPO, **kwargs: object) -> None:
+        raise TypeError("a bug inside the run")
+
+    monkeypatch.setattr(MDPO, "learn", bug)
+    with pytest.raises(TypeError, match="a bug inside the run"):  # surfaces as itself, not as "bad --param"
+        main(_cli(tmp_path / "b"))
 
 
 def test_rl_output_folder_and_resume_flags_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

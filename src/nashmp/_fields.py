@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidParameterError
 
-__all__ = ["field_docs", "coerce_fields"]
+__all__ = ["field_docs", "coerce_fields", "coerce_value"]
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -37,6 +37,12 @@ def field_docs(cls: type) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+def coerce_value(name: str, value: Any, kind: Any) -> Any:
+    """``value`` converted to the annotation ``kind`` (``int``, ``float | None``, ``list[str]``, ...), or a
+    one-line :class:`InvalidParameterError` naming the field."""
+    return _coerce(name, value, kind)
 
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:

@@ -70,14 +70,15 @@ def rl_train(
     if resume:
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt}")
-        saved = read_checkpoint(ckpt)["config"]
+        blob = read_checkpoint(ckpt)
+        saved = blob["config"]
         for flag, given, key in (("--env", env_id, "env_id"), ("--seed", seed, "seed")):
             if given is not None and given != saved.get(key):
                 raise InvalidParameterError(
                     f"{flag} {given!r} differs from the checkpoint's {saved.get(key)!r}; drop {flag} to resume, "
                     "or start a new run in another --out."
                 )
-        agent = cls.load(ckpt, total_steps=steps, **({"env_id": env_id} if env_id else {}), **params)
+        agent = cls.load(ckpt, blob=blob, total_steps=steps, **({"env_id": env_id} if env_id else {}), **params)
     else:
         cfg = config_cls(env_id=env_id or "Pendulum-v1", total_steps=steps, seed=seed or 0,
                          eval_episodes=eval_episodes, **params)  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -16,37 +15,18 @@ from typing import Any
 __all__ = ["add_train_arguments", "config_from_args"]
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def _field_type(name: str, annotation: Any) -> Any:
+    """argparse ``type=`` for a field: the configs' own typed coercion (one implementation for flags and YAML)."""
+    from .._fields import coerce_value
+    from ..errors import InvalidParameterError
 
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _optional(kind: Any) -> Any:
     def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null", "") else kind(text)
+        try:
+            return coerce_value(name, text, annotation)
+        except InvalidParameterError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
-
-
-def _field_type(annotation: Any) -> Any:
-    """argparse ``type=`` for a dataclass field annotation (``int``, ``float | None``, ``list[str]``...)."""
-    if annotation is bool:
-        return _bool
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        return _list
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _optional(_field_type(args[0]))
-    return annotation
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +48,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            type=_field_type(hints[f.name]),
+            type=_field_type(f.name, hints[f.name]),
             default=argparse.SUPPRESS,  # only flags given explicitly override the YAML file
             metavar=type(default).__name__.upper() if default is not None else "VALUE",
             help=f"{text} [{kind}; default: {default}]".replace("%", "%%"),

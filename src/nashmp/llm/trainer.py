@@ -262,13 +262,14 @@ class NashMPTrainer:
         if not state_file.is_file():
             raise InvalidParameterError(f"{path} is not a complete nashmp checkpoint (no trainer_state.json).")
         try:
-            saved = json.loads(state_file.read_text(encoding="utf-8"))["config"]
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            saved = state["config"]
         except (ValueError, KeyError, TypeError):
             raise InvalidParameterError(f"{state_file} is corrupt; resume from another checkpoint.") from None
         now = cfg.to_dict()
         changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in RESUME_LOCKED if k in saved and saved[k] != now[k]]
         processes = int(os.environ.get("WORLD_SIZE", "1"))
-        saved_processes = json.loads(state_file.read_text(encoding="utf-8")).get("num_processes", processes)
+        saved_processes = state.get("num_processes", processes)
         if saved_processes != processes:  # another global batch, prompt order and per-process RNG streams
             changed.append(f"processes: {saved_processes} → {processes}")
         if changed:
@@ -465,7 +466,6 @@ class NashMPTrainer:
         cfg, recipe, k = self.config, self.recipe, self.config.num_generations
         ids, mask = self.encode_prompts(prompts)
         ids, mask = ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
-        rows = [p for p in prompts for _ in range(k)]
         opponent = recipe.opponent_at(cfg, self.step)
         start = time.perf_counter()
         y, y_mask, texts = self._sample_from("self", ids, mask)  # one call for all B·k rows
@@ -480,6 +480,7 @@ class NashMPTrainer:
         else:
             _, _, o_texts = self._sample_from(opponent, ids, mask)
             sample_seconds = time.perf_counter() - start
+            rows = [x for x in prompts for _ in range(k)]
             p = self._preference(rows, texts, o_texts).view(len(prompts), k)
             advantage = paired_advantages(p)
         self.completions += len(texts) * self.accelerator.num_processes

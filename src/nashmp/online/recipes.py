@@ -77,13 +77,11 @@ class Recipe:
     before: Callable[[RecipeParams, int], Events] = lambda hp, step: ()
     after: Callable[[RecipeParams, int], Events] = lambda hp, step: ()  # called with the new step count
     extragradient: bool = False
+    half_copy: Callable[[RecipeParams], bool] = lambda hp: False  # keeps a frozen half-step copy of θ
 
     def snapshots(self, hp: RecipeParams) -> tuple[str, ...]:
         """The parameter snapshots this recipe keeps (nothing for Nash-MD, online IPO, EGPO)."""
-        names = {"anchor"} if self.anchor_kl else set()
-        if self.name == "nash-mp-faithful" or (self.name == "nash-mp" and hp.opponent == "half"):
-            names.add("half")
-        return tuple(sorted(names))
+        return tuple(name for name, kept in (("anchor", self.anchor_kl), ("half", self.half_copy(hp))) if kept)
 
 
 def _practical_after(hp: RecipeParams, step: int) -> Events:
@@ -118,6 +116,7 @@ RECIPES: dict[str, Recipe] = {
             True,
             lambda hp, step: OPPONENTS[hp.opponent],
             after=_practical_after,
+            half_copy=lambda hp: hp.opponent == "half",
         ),
         Recipe(
             "nash-mp-faithful",
@@ -126,6 +125,7 @@ RECIPES: dict[str, Recipe] = {
             True,
             _faithful_opponent,
             before=_faithful_before,
+            half_copy=lambda hp: True,
         ),
         Recipe(
             "nash-prox",

@@ -122,14 +122,9 @@ class _GeneratorState:
         if self.numpy and type(target) is np.random.Generator:
             target.bit_generator.state = self.state
         elif not self.numpy and type(target) is random.Random:
-            target.setstate(_tuples(self.state))
+            target.setstate(self.state)
         else:
             raise CheckpointError(f"{where}: the checkpoint holds a random generator where this env has none.")
-
-
-def _tuples(value: Any) -> Any:
-    """``random.Random.setstate`` wants nested tuples (lists come back from some decoders)."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 # --------------------------------------------------------------------------- environment state

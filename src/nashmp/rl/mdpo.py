@@ -361,9 +361,10 @@ class MDPO:
         return save_agent(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> MDPO:
-        """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``)."""
-        blob = read_checkpoint(path)
+    def load(cls, path: str | Path, *, blob: dict[str, Any] | None = None, **overrides: Any) -> MDPO:
+        """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``; ``blob``: the file already
+        read by :func:`~nashmp.rl.checkpoint.read_checkpoint`, so that a large replay buffer is read once)."""
+        blob = read_checkpoint(path) if blob is None else blob
         agent = cls(checkpoint_config(MDPOConfig, blob, overrides))
         load_agent_state(agent, blob)
         return agent
