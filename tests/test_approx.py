@@ -139,7 +139,7 @@ def test_recipes_reach_the_equilibrium_with_samples(recipe: str, params: dict, b
     kl0 = nashmp.run(g, "nash-mp", 1, equilibrium=eq).metrics["kl_to_star"][0]
     for seed in (0, 1):
         tr = run_approx(g, None, 20_000, equilibrium=eq, evals=2, recipe=recipe, seed=seed, **params)
-        assert tr.queries[-1] >= 20_000
+        assert 20_000 - 64 < tr.queries[-1] <= 20_000  # the budget is spent, never exceeded
         assert tr.metrics["kl_to_star"][-1] <= bound < kl0
 
 
@@ -215,3 +215,19 @@ def test_cli_approx_old_names_stray_and_unknown_params(tmp_path: Path, capsys: p
         assert main([*argv, *extra]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_the_query_budget_is_never_exceeded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13, item 8: `--queries 3 --recipe faithful` spent a whole batch (once 1280 queries)."""
+    g = nashmp.make_game("rps", 3, 0.1, seed=0)
+    for recipe, budget in (("nash-mp-faithful", 100), ("egpo", 100), ("nash-mp", 64), ("online-ipo", 33)):
+        tr = run_approx(g, None, budget, evals=3, recipe=recipe)
+        assert tr.queries[-1] <= budget and tr.queries[-1] > budget - (64 if recipe == "egpo" else 32), recipe
+    tr = run_approx(g, None, 20, evals=3, recipe="nash-mp", gradient="exact")  # 3 queries a step
+    assert tr.queries[-1] == 18
+    with pytest.raises(nashmp.errors.InvalidParameterError, match="less than one nash-mp-faithful step"):
+        run_approx(g, None, 3, recipe="nash-mp-faithful")
+    argv = ["approx", "--family", "rps", "--n", "3", "--beta", "0.1", "--queries", "3", "--recipe", "egpo"]
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error:") and err.count("\n") == 1 and "64 preference queries" in err

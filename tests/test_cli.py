@@ -220,3 +220,89 @@ def test_more_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("nashmp: error:") and err.count("\n") == 1 and message in err, (argv, err)
+
+
+def test_param_values_are_typed_by_the_algorithm_signature(files: dict[str, Path]) -> None:
+    """Issue 13, item 8: `--param decay=False` was the truthy string 'False', i.e. decay stayed on."""
+    from nashmp.algorithms.registry import make_algorithm
+
+    assert make_algorithm("nash-md", decay="False").params["decay"] is False
+    assert make_algorithm("nash-md", eta="0.5").params["eta"] == 0.5
+    base = ["run", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1", "--algo", "nash-md",
+            "--queries", "30", "--no-progress"]  # fmt: skip
+    policies = {}
+    for value in ("False", "false", "True"):
+        out = files["dir"] / f"md-{value}"
+        assert main([*base, "--param", f"decay={value}", "--out", str(out)]) == 0
+        policies[value] = np.load(out / "policy.npy")
+    np.testing.assert_array_equal(policies["False"], policies["false"])
+    assert not np.allclose(policies["False"], policies["True"])
+
+
+def test_param_for_an_algorithm_not_in_the_run_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13, item 8: `--param omd:eta=...` without omd in the run was silently ignored."""
+    game = ["--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1", "--queries", "8"]
+    cases = [
+        ["run", *game, "--algo", "nash-mp", "--param", "omd:eta=0.5", "--out", str(tmp_path / "r")],
+        ["compare", *game, "--algos", "nash-mp,egpo", "--param", "omd:eta=0.5", "--out", str(tmp_path / "c")],
+        ["rl", "train", "--steps", "4096", "--param", "mdpo-off:lr=0.1", "--out", str(tmp_path / "rl")],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("nashmp: error:") and err.count("\n") == 1, err
+        assert "does not include" in err and ("omd" in err or "mdpo-off" in err), err
+        assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+    assert main(["compare", *game, "--algos", "nash-mp,omd", "--param", "omd:eta=0.5", "--no-progress",
+                 "--out", str(tmp_path / "ok")]) == 0  # fmt: skip
+
+
+def test_rl_param_values_are_typed_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--param normalize=False` is coerced by MDPOConfig's field type (a bad bool is refused, no env built)."""
+    pytest.importorskip("gymnasium")
+    from nashmp._fields import coerce_fields
+    from nashmp.rl.mdpo import MDPOConfig
+
+    assert coerce_fields(MDPOConfig, {"normalize": "False", "lr": "1e-3"}) == {"normalize": False, "lr": 1e-3}
+    assert main(["rl", "train", "--steps", "4096", "--param", "normalize=maybe", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error:") and "normalize must be true or false" in err
+
+
+def test_solve_reports_the_file_it_wrote(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13, item 8: `--out x` wrote x.npy but reported x."""
+    for name, written in (("x", "x.npy"), ("y.npy", "y.npy"), ("z.v1", "z.v1.npy")):
+        out = files["dir"] / name
+        argv = [
+            "solve",
+            "--preference",
+            str(files["P"]),
+            "--ref",
+            str(files["ref"]),
+            "--beta",
+            "0.1",
+            "--out",
+            str(out),
+        ]
+        assert main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["out"] == str(files["dir"] / written) and Path(report["out"]).is_file()
+
+
+def test_text_and_non_npy_files_get_a_true_message(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13, item 9: a .txt table was reported as "pickled data"; now it is read, and junk is called so."""
+    tmp = files["dir"]
+    np.savetxt(tmp / "P.txt", P3)
+    np.savetxt(tmp / "r.txt", REF3)
+    argv = ["solve", "--preference", str(tmp / "P.txt"), "--ref", str(tmp / "r.txt"), "--beta", "0.1"]
+    assert main([*argv, "--out", str(tmp / "s")]) == 0
+    capsys.readouterr()
+    (tmp / "junk.npy").write_text("0.5 0.5\n")
+    (tmp / "bin.txt").write_bytes(b"\xff\xfe\x00")
+    for path, message in ((tmp / "junk.npy", "not a .npy array"), (tmp / "bin.txt", "not UTF-8")):
+        assert main([*argv[:1], "--preference", str(path), *argv[3:], "--out", str(tmp / "s2")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "pickled" not in err, err

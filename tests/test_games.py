@@ -199,3 +199,30 @@ class TestSupportRestriction:
         assert np.all(np.isfinite(lp[self.ref > 0]))
         for name in ("kl_to_star", "exploitability", "span"):
             assert np.all(np.isfinite(tr.metrics[name])), name
+
+
+def test_huge_context_weights_are_normalised_without_overflow() -> None:
+    """Issue 13, item 8: [1e308, 1e308] summed to inf and normalised to zeros, so every metric read 0.0."""
+    P = np.stack([P3, P3.T])
+    huge = PreferenceGame(P, REF3, 0.1, weights=[1e308, 1e308])
+    plain = PreferenceGame(P, REF3, 0.1)
+    np.testing.assert_array_equal(huge.weights, plain.weights)
+    pi = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    from nashmp.equilibrium import solve_equilibrium
+    from nashmp.metrics import aggregate, context_metrics
+
+    star = solve_equilibrium(plain).log_policy
+    a = aggregate(huge, context_metrics(huge, star, np.log(pi)))
+    b = aggregate(plain, context_metrics(plain, star, np.log(pi)))
+    assert a["kl_to_star"] > 0 and a == pytest.approx(b)
+    tiny = PreferenceGame(P, REF3, 0.1, weights=[5e-324, 1e-323])  # subnormal weights keep their ratio
+    np.testing.assert_allclose(tiny.weights, [1 / 3, 2 / 3])
+
+
+@pytest.mark.parametrize("atol", [float("nan"), float("inf"), -1e-8, "tight"])
+def test_atol_must_be_a_finite_nonnegative_number(atol: object) -> None:
+    """Issue 13, item 8: atol=nan made every tolerance comparison False, which turned validation off."""
+    with pytest.raises(InvalidParameterError, match="atol"):
+        PreferenceGame(P3, REF3, 0.1, atol=atol)  # type: ignore[arg-type]
+    with pytest.raises(InvalidPreferenceError):  # and with a valid atol a bad P is still refused
+        PreferenceGame([[0.5, 0.9], [0.9, 0.5]], [0.5, 0.5], 0.1, atol=1e-8)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Any
 
+from .._fields import coerce_value
 from ..errors import InvalidParameterError
 from .adaptive import adaptive_nash_mp
 from .base import Algorithm
@@ -41,7 +43,21 @@ def make_algorithm(name: str | Algorithm, **params: Any) -> Algorithm:
     key = str(name).lower().replace("_", "-")
     if key not in ALGORITHMS:
         raise InvalidParameterError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}.")
+    factory = ALGORITHMS[key]
+    hints = _hints(factory)
+    # typed like the configs: `--param decay=False` is the bool False, not the truthy string 'False'
+    params = {k: coerce_value(k, v, hints[k]) if k in hints else v for k, v in params.items()}
     try:
-        return ALGORITHMS[key](**params)
+        return factory(**params)
     except TypeError as exc:
         raise InvalidParameterError(f"bad parameters for {key}: {exc}") from None
+
+
+def _hints(factory: Callable[..., Algorithm]) -> dict[str, Any]:
+    """The annotated keyword parameters of an algorithm factory (``eta: float | None``, ``decay: bool``)."""
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation: pass values through untyped
+        return {}
+    hints.pop("return", None)
+    return hints

@@ -68,6 +68,7 @@ class ApproxConfig:
     """Hyper-parameters of an approximate run (every field is a CLI ``--param``)."""
 
     recipe: str = "nash-mp"
+    """The online recipe (:mod:`nashmp.online`) one gradient step runs; ``nashmp approx --recipe``."""
     eta: float | None = None
     """Nash-MP step η (prox weight β/η); None → 2β."""
     inner_steps: int = 20
@@ -77,7 +78,10 @@ class ApproxConfig:
     lr: float = 0.03
     """Adam step: 0.03 was best for every recipe in docs/approx-study.md (0.1 diverges at β = 0.01)."""
     optimizer: str = "adam"
+    """Optimiser of π_θ's parameters: ``adam`` or plain ``sgd`` (both with step ``lr``)."""
     gradient: str = "sampled"
+    """``sampled``: REINFORCE on compared pairs (one query each); ``exact``: expectations over all responses
+    (costs one query per supported response and context per step)."""
     feedback: str = "probability"
     """``probability``: the oracle's P(y≻y'); ``bernoulli``: a 0/1 label drawn from it."""
     baseline: str = "half"
@@ -89,13 +93,17 @@ class ApproxConfig:
     opponent: str = "self"
     """Practical recipe's opponent: ``self`` (best in the study; ``ema`` and ``half`` within noise)."""
     half_every: int = 10
+    """Steps between refreshes of the frozen half-step copy (opponent ``half`` of the practical recipe)."""
     prox_every: int = 20
     """K of ``nash-prox``: steps between refreshes of the proximal centre."""
     mixture_coef: float = 0.5
     """Nash-MD-PG's geometric-mixture weight c of π_ref."""
     policy: str = "tabular"
+    """Parametrisation of π_θ: ``tabular`` (one logit per context and response) or an ``mlp`` over one-hot inputs."""
     hidden: int = 64
+    """Hidden width of the ``mlp`` policy."""
     seed: int = 0
+    """Seed of the policy initialisation, the sampled pairs and the Bernoulli labels."""
     num_threads: int | None = 1
     """torch intra-op threads during the run (1 is fastest for these small tensors; None: leave torch's)."""
 
@@ -165,6 +173,14 @@ class ApproxLearner:
     def queries(self) -> int:
         """Preference queries spent: pairs compared by the oracle (+ exact-mode evaluations)."""
         return self.oracle.queries + self.exact_queries
+
+    @property
+    def step_cost(self) -> int:
+        """Preference queries one :meth:`step` spends (a batch of pairs; two for EGPO's look-ahead)."""
+        recipe = get_recipe(self.cfg.recipe)
+        if recipe.loss == "ipo":
+            return self.cfg.batch_size * (2 if recipe.extragradient else 1)
+        return int(self.game.support.sum()) if self.cfg.gradient == "exact" else self.cfg.batch_size
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         params = self.policy.parameters()

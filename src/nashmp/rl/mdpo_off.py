@@ -50,14 +50,23 @@ class MDPOOffConfig:
     """Off-policy MDPO hyper-parameters (the release's defaults unless the module docstring says otherwise)."""
 
     env_id: str = "Pendulum-v1"
+    """gymnasium environment id with a Box action space (``nashmp rl train --env``)."""
     total_steps: int = 1_000_000
+    """Environment steps of the whole run (``--steps``); one gradient step per environment step."""
     seed: int = 0
+    """Seed of the environment, the networks and the exploration noise (``--seed``)."""
     buffer_size: int = 1_000_000
+    """Capacity of the replay buffer, in transitions."""
     learning_starts: int = 10_000
+    """Environment steps of uniformly random actions before the first gradient step (≥ 0)."""
     batch_size: int = 256
+    """Transitions sampled from the replay buffer per gradient step."""
     lr: float = 3e-4
+    """Adam step size of the actor and the critics."""
     gamma: float = 0.99
+    """γ, the discount factor (0 < γ ≤ 1)."""
     tau: float = 0.005
+    """Polyak rate of the target critics (0 < τ ≤ 1)."""
     entropy: float = 0.2
     """λ, the fixed temperature."""
     kl_coeff: float = 1.0
@@ -65,9 +74,13 @@ class MDPOOffConfig:
     old_refresh: int = 1000
     """T: environment steps (= gradient steps) between refreshes of π_old."""
     hidden: int = 256
+    """Width of the two ReLU hidden layers of the actor and the critics."""
     actor_reg: float = 1e-3
+    """Weight of the actor regulariser ``actor_reg · (mean(μ²) + mean(log σ²))`` on its pre-squash head (release: 1e-3)."""
     deterministic_collection: bool = False
+    """Collect experience with the actor's mean action instead of a sample (no exploration noise)."""
     eval_episodes: int = 10
+    """Episodes of the final deterministic evaluation (``--eval-episodes``; ≥ 1)."""
     torch_threads: int = 1
     """torch intra-op threads (1: robust on a loaded machine; 2 is ~1.5× faster on an idle 2-core one)."""
 
