@@ -143,6 +143,11 @@ def test_yaml_values_are_coerced_to_the_field_type(tmp_path: Path, yaml_text: st
         ("use_peft: maybe\n", "use_peft must be true or false"),
         ("max_steps: 2.5\n", "max_steps must be an integer"),
         ("beta: [1\n", "not valid YAML"),
+        ("\tbeta: 0.1\n", "not valid YAML"),
+        ("beta: 0.1\n\x00\n", "not valid YAML"),  # PyYAML's reader error spans two lines
+        ("1: 2\nfoo: 3\n", "unknown config field(s) [1, 'foo']"),  # a non-string key (sorting used to fail)
+        ("- beta\n- 0.1\n", "must hold a mapping"),
+        ("beta: !!python/object/apply:os.system [echo hi]\n", "not valid YAML"),  # safe_load: no code runs
     ],
 )
 def test_bad_yaml_values_are_one_line_errors_before_any_model_loads(
@@ -212,3 +217,87 @@ def test_divergence_and_a_failing_judge_are_one_line(
     assert main([*base, "--max-steps", "1", "--output-dir", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.endswith("nashmp: error: http://judge: 3 attempts failed (timeout)\n") and "Traceback" not in err
+
+
+def _no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the input was validated")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def test_non_utf8_prompt_files_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 7: a non-UTF-8 prompt file (train --dataset, eval --prompts) raised UnicodeDecodeError."""
+    _no_model_loads(monkeypatch)
+    for suffix in (".jsonl", ".txt", ".json"):
+        bad = tmp_path / f"prompts{suffix}"
+        bad.write_bytes(b'{"prompt": "caf\xe9"}\n')  # Latin-1, not UTF-8
+        argv = ["train", "--dataset", str(bad), "--output-dir", str(tmp_path / "o")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nashmp: error:") and err.count("\n") == 1 and "not UTF-8" in err, err
+    argv = ["eval", "--policies", "ref", "--prompts", str(bad), "--judge", "committee", "--out", str(tmp_path / "e")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error:") and err.count("\n") == 1 and "not UTF-8" in err, err
+
+
+def test_resume_latest_ignores_checkpoint_best_and_incomplete_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 7: a `checkpoint-best` folder (not a step number) is skipped by `latest`, not parsed."""
+    _no_model_loads(monkeypatch)
+    out = tmp_path / "run"
+    (out / "checkpoint-best").mkdir(parents=True)
+    (out / "checkpoint-best" / "trainer_state.json").write_text("{}")
+    (out / "checkpoint-7").mkdir()  # incomplete: no trainer_state.json
+    assert main(["train", "--output-dir", str(out), "--resume-from-checkpoint", "latest"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error:") and err.count("\n") == 1 and "no complete checkpoint-N" in err, err
+
+
+def test_peft_error_for_bad_lora_target_modules_is_one_line(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13, item 7: peft's ValueError for target modules the model lacks reaches the user as one line."""
+    argv = ["train", "--model-name-or-path", str(tiny_dir), "--lora-target-modules", "no_such_proj",
+            "--per-device-train-batch-size", "2", "--num-generations", "2", "--max-new-tokens", "4",
+            "--progress-bar", "false", "--num-threads", "1", "--max-steps", "1", "--output-dir", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # (after transformers' weight-loading bar)
+    errors = [line for line in err.splitlines() if "nashmp: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("nashmp: error: peft:") and "no_such_proj" in errors[0], err
+    assert "Traceback" not in err and err.endswith("\n") and err.splitlines()[-1] == errors[0]
+
+
+def test_accelerate_error_for_a_tracker_is_one_line_and_other_errors_are_not_hidden(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 7: accelerate's ValueError for a --report-to it does not support is one line; a ValueError
+    raised by anything else (a bug) still surfaces as itself."""
+    import accelerate
+
+    _no_model_loads(monkeypatch)
+    # what an accelerate release that lacks a tracker raises, from inside accelerate's own module
+    namespace: dict[str, object] = {"__name__": "accelerate.tracking"}
+    exec(  # noqa: S102 - builds a function whose frame belongs to accelerate, as the real one's does
+        "def Accelerator(*args, log_with=None, **kwargs):\n"
+        "    raise ValueError(f'Unsupported logging capability: {log_with[0]}. Choose between [...]')\n",
+        namespace,
+    )
+    monkeypatch.setattr(accelerate, "Accelerator", namespace["Accelerator"])
+    argv = ["train", "--report-to", "trackio", "--output-dir", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "nashmp: error: accelerate: Unsupported logging capability: trackio. Choose between [...]\n"
+
+    def ours(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug in nashmp")
+
+    monkeypatch.setattr(accelerate, "Accelerator", ours)
+    with pytest.raises(ValueError, match="a bug in nashmp"):
+        main([*argv[:-1], str(tmp_path / "o2")])

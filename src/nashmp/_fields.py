@@ -102,7 +102,7 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
 def coerce_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with every value converted to its field's declared type, or a one-line error naming the field."""
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML keys need not be strings (`1: 2`)
     if unknown:
         raise InvalidParameterError(f"unknown config field(s) {unknown}; see `nashmp train --help`.")
     hints = typing.get_type_hints(cls)

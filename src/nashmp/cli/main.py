@@ -231,8 +231,9 @@ def _approx_help() -> str:
     from ..approx.recipes import _CHOICES, ApproxConfig
     from ..online.recipes import RECIPES
 
-    choices = {"recipe": list(RECIPES), **{k: list(v) for k, v in _CHOICES.items()}}
-    return config_fields_help(ApproxConfig, choices=choices, skip=("recipe", "seed"))
+    recipes = ["recipes (--recipe):", *(f"  {name}: {recipe.summary}" for name, recipe in RECIPES.items())]
+    choices = {k: list(v) for k, v in _CHOICES.items()}
+    return "\n".join(recipes) + "\n\n" + config_fields_help(ApproxConfig, choices=choices, skip=("recipe", "seed"))
 
 
 def _rl_help() -> str:
@@ -378,16 +379,21 @@ def _raised_in(exc: BaseException) -> str:
     return str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (a YAML reader error or a library's message may span several)."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except (CLIError, NashMPValueError, EquilibriumNotCertifiedError, InvalidParameterError, OSError) as exc:
-        print(f"nashmp: error: {exc}", file=sys.stderr)
+        print(f"nashmp: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (JudgeError, FloatingPointError) as exc:  # a judge that keeps failing; a training run that diverged
-        print(f"nashmp: error: {exc}", file=sys.stderr)
+        print(f"nashmp: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError:
         print(
@@ -398,8 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         library = _raised_in(exc)
         if library not in _SETUP_LIBRARIES:
             raise
-        message = " ".join(str(exc).split())  # peft's messages span several lines
-        print(f"nashmp: error: {library}: {message[:500]}", file=sys.stderr)
+        print(f"nashmp: error: {library}: {_one_line(exc)[:500]}", file=sys.stderr)
         return 2
 
 

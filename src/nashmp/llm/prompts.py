@@ -151,7 +151,10 @@ def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", spli
             raise InvalidParameterError(
                 f"{where} has an unknown type {suffix!r}; use one of {', '.join(_FILE_SUFFIXES)}."
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidParameterError(f"{where} is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from None
         if suffix == ".jsonl":
             raw = _from_jsonl(text, column, where)
         elif suffix == ".json":
