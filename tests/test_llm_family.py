@@ -45,7 +45,7 @@ def make(tmp_path: Path, oracle: CallableOracle, **fields: object) -> NashMPTrai
     model, tok = tiny_model_and_tokenizer(seed=0)
     base = {"max_steps": 40, "max_new_tokens": 8, "per_device_train_batch_size": 4, "num_generations": 4,
             "learning_rate": 3e-2, "output_dir": str(tmp_path / "run"), "progress_bar": False, "use_peft": False,
-            "beta": 0.05, "eta": 1.0}  # fmt: skip
+            "beta": 0.05, "eta": 1.0, "warmup_ratio": 0.0}  # fmt: skip
     return NashMPTrainer(NashMPConfig(**{**base, **fields}), model=model, tokenizer=tok, oracle=oracle, prompts=PROMPTS)
 
 

@@ -32,12 +32,16 @@ def _field_type(name: str, annotation: Any) -> Any:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`NashMPConfig` field, its help generated from the field's docstring and type."""
     from .._fields import field_docs
-    from ..llm.config import LLM_ALGORITHMS, OPPONENTS, NashMPConfig
+    from ..llm.config import LLM_ALGORITHMS, LR_SCHEDULERS, OPPONENTS, NashMPConfig
 
     parser.add_argument("--config", help="YAML file of NashMPConfig fields (flags below override it)")
     hints = typing.get_type_hints(NashMPConfig)
     docs = field_docs(NashMPConfig)
-    choices: dict[str, Any] = {"algorithm": list(LLM_ALGORITHMS), "opponent": list(OPPONENTS)}
+    choices: dict[str, Any] = {
+        "algorithm": list(LLM_ALGORITHMS),
+        "opponent": list(OPPONENTS),
+        "lr_scheduler_type": list(LR_SCHEDULERS),
+    }
     group = parser.add_argument_group("NashMPConfig fields")
     for f in dataclasses.fields(NashMPConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]

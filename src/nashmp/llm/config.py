@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,14 @@ from ..games.game import check_positive, check_positive_int
 from ..online.recipes import ALIASES, RECIPES, Recipe
 from ..online.recipes import OPPONENTS as _OPPONENTS
 
-__all__ = ["NashMPConfig", "LLM_ALGORITHMS", "OPPONENTS"]
+__all__ = ["NashMPConfig", "LLM_ALGORITHMS", "LR_SCHEDULERS", "OPPONENTS"]
 
 #: algorithm → what one optimiser step does (the recipes of :mod:`nashmp.online`, shared with the approx layer)
 LLM_ALGORITHMS = {name: recipe.summary for name, recipe in RECIPES.items()}
 OPPONENTS = tuple(_OPPONENTS)
+#: transformers schedules that need no argument beyond the warm-up and the number of steps
+LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                 "inverse_sqrt")  # fmt: skip
 #: ``report_to`` values: accelerate's trackers, plus ``none``/``csv`` (the CSV log is always written)
 TRACKERS = ("none", "csv", "all", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive",
             "swanlab", "trackio")  # fmt: skip
@@ -46,7 +50,12 @@ class NashMPConfig:
     """Sampling temperature; log-probabilities of π_θ, π_ref and the anchors use the same T, so the
     trained and regularised objects are the tempered policies (no importance correction needed)."""
     dtype: str = "float32"
-    """Weights' dtype: ``float32``, ``bfloat16`` or ``float16``."""
+    """Weights' dtype: ``float32``, ``bfloat16`` or ``float16``. For mixed precision keep ``float32`` (master
+    weights, AdamW state, the EMA anchor and snapshots then stay fp32) and set ``mixed_precision``."""
+    attn_implementation: str | None = None
+    """transformers attention kernel (``eager``, ``sdpa``, ``flash_attention_2``, ...); None: transformers' choice."""
+    trust_remote_code: bool = False
+    """Allow a model folder's own Python code to run when it is loaded (off: only transformers' own classes)."""
 
     # ---------------------------------------------------------------- algorithm
     algorithm: str = "nash-mp"
@@ -80,6 +89,14 @@ class NashMPConfig:
     learning_rate: float = 1e-3
     """AdamW step size (constant). 1e-3 from the LoRA sweep in docs/llm-benchmarks.md (1e-4 barely moved
     SmolLM2; 3e-3 moved it 6 nats of KL in 10 steps without a better win rate)."""
+    lr_scheduler_type: str = "constant_with_warmup"
+    """transformers learning-rate schedule (``constant_with_warmup``, ``linear``, ``cosine``, ``constant``, ...)."""
+    warmup_steps: int = 0
+    """Linear warm-up steps from 0 to ``learning_rate`` (0: use ``warmup_ratio``)."""
+    warmup_ratio: float = 0.1
+    """Warm-up as a fraction of ``max_steps`` when ``warmup_steps`` is 0. Adam's first steps are sign steps
+    of size ``learning_rate`` on every LoRA weight whatever the gradient's signal, so without a warm-up the
+    first two steps of a noisy policy gradient spend ~0.6 nats of KL on noise (docs/llm-benchmarks.md §8)."""
     per_device_train_batch_size: int = 4
     """Prompts per process and step."""
     num_generations: int = 4
@@ -87,6 +104,16 @@ class NashMPConfig:
     prompt (k ≥ 2); recipes with another opponent draw k opponent completions and compare k pairs."""
     max_steps: int = 50
     """Optimiser steps of the run."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches of ``per_device_train_batch_size`` prompts per optimiser step (gradients averaged); queries,
+    completions and metrics are counted per optimiser step."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (transformers' gradient checkpointing, non-reentrant): less
+    memory, about one more forward pass. The policy is then scored on whole sequences (a cached prompt
+    would be dropped by the checkpointed layers)."""
+    mixed_precision: str = "no"
+    """``no``, ``bf16`` or ``fp16``: accelerate's autocast around sampling and scoring, weights stay in ``dtype``
+    (fp16 needs a GPU; bf16 on a CPU without native bf16 is much slower than fp32)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     weight_decay: float = 0.0
@@ -159,6 +186,14 @@ class NashMPConfig:
         check_positive("temperature", self.temperature)
         check_positive("learning_rate", self.learning_rate)
         check_positive("max_grad_norm", self.max_grad_norm)
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            raise InvalidParameterError(
+                f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; choose from {list(LR_SCHEDULERS)}."
+            )
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise InvalidParameterError(f"warmup_steps must be an integer ≥ 0, got {self.warmup_steps!r}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InvalidParameterError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio!r}.")
         for name in (
             "max_prompt_length",
             "max_new_tokens",
@@ -168,6 +203,7 @@ class NashMPConfig:
             "num_generations",
             "eval_num_prompts",
             "per_device_train_batch_size",
+            "gradient_accumulation_steps",
             "max_steps",
             "logging_steps",
             "lora_r",
@@ -194,6 +230,12 @@ class NashMPConfig:
             raise InvalidParameterError(f"weight_decay must be ≥ 0, got {self.weight_decay!r}.")
         if self.num_threads < 0:
             raise InvalidParameterError(f"num_threads must be ≥ 0, got {self.num_threads!r}.")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise InvalidParameterError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}.")
+        if self.mixed_precision != "no" and self.dtype != "float32":
+            raise InvalidParameterError(
+                f"mixed_precision={self.mixed_precision} keeps fp32 master weights: set dtype=float32 (got {self.dtype})."
+            )
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise InvalidParameterError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
         if isinstance(self.report_to, str):
@@ -208,6 +250,11 @@ class NashMPConfig:
     def recipe(self) -> Recipe:
         """The algorithm's :class:`~nashmp.online.Recipe`."""
         return RECIPES[self.algorithm]
+
+    @property
+    def num_warmup_steps(self) -> int:
+        """Warm-up steps of the schedule: ``warmup_steps``, else ``ceil(warmup_ratio · max_steps)``."""
+        return self.warmup_steps or math.ceil(self.warmup_ratio * self.max_steps)
 
     @property
     def anchor_weight(self) -> float:

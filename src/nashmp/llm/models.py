@@ -130,8 +130,17 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32") -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for a causal LM, with a pad token and left padding for generation."""
+def load_model_and_tokenizer(
+    name_or_path: str,
+    *,
+    dtype: str = "float32",
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for a causal LM, with a pad token and left padding for generation.
+
+    ``trust_remote_code`` is passed to transformers (off by default: a model folder's code never runs unasked).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -140,8 +149,15 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32") -> tu
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise InvalidParameterError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16.")
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **extra
+        )
+    except (ValueError, ImportError, OSError) as exc:  # unknown kernel or architecture, remote code refused
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"cannot load {name_or_path}: {first}") from None
     prepare_tokenizer(tokenizer)
     return model, tokenizer
 

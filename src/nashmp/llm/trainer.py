@@ -76,6 +76,7 @@ METRICS = {
     "length": "mean completion length in tokens",
     "eos_fraction": "fraction of completions that ended with EOS within max_new_tokens",
     "grad_norm": "gradient norm before clipping",
+    "learning_rate": "the step's learning rate (lr_scheduler_type, warm-up)",
     "seconds": "wall-clock seconds of the step",
     "sample_seconds": "of which sampling completions",
     "eval_win_rate": "held-out win rate of π_θ against π_ref under the training oracle (eval_steps)",
@@ -105,6 +106,7 @@ RESUME_LOCKED = (
     "temperature", "dtype", "algorithm", "opponent", "beta", "eta", "ema", "half_every", "prox_every",
     "inner_steps", "mixture_coef", "oracle", "per_device_train_batch_size", "num_generations", "use_peft",
     "lora_r", "lora_alpha", "lora_target_modules", "seed", "kl_estimator", "lora_dropout",
+    "gradient_accumulation_steps",
 )  # fmt: skip
 
 
@@ -186,20 +188,39 @@ class NashMPTrainer:
         # (gloo) backend when launched with several processes (`accelerate launch --multi_gpu` or torchrun).
         accel = getattr(torch, "accelerator", None)
         has_accelerator = bool(accel.is_available()) if accel is not None else torch.cuda.is_available()
-        self.accelerator = Accelerator(
-            cpu=cfg.use_cpu or not has_accelerator, log_with=cfg.trackers or None, project_dir=cfg.output_dir
-        )
+        try:
+            self.accelerator = Accelerator(
+                cpu=cfg.use_cpu or not has_accelerator,
+                log_with=cfg.trackers or None,
+                project_dir=cfg.output_dir,
+                mixed_precision=cfg.mixed_precision,
+            )
+        except ValueError as exc:  # accelerate's process-wide state already holds another mixed precision
+            raise InvalidParameterError(f"accelerate refused the run: {str(exc).splitlines()[0]}") from None
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
 
-            model, tokenizer = load_model_and_tokenizer(cfg.model_name_or_path, dtype=cfg.dtype)
+            model, tokenizer = load_model_and_tokenizer(
+                cfg.model_name_or_path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                trust_remote_code=cfg.trust_remote_code,
+            )  # fmt: skip
         from .models import prepare_tokenizer
 
         self.tokenizer = prepare_tokenizer(tokenizer)
         judge_model = None
         if oracle is None and oracle_spec == "lm-judge":  # a frozen copy of the base model judges
             judge_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            # transformers ≥ 5.x names it activation checkpointing (the old name warns); non-reentrant, so
+            # frozen embeddings under LoRA need no input-gradient hook
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            elif hasattr(model, "gradient_checkpointing_enable"):
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                raise InvalidParameterError("gradient_checkpointing needs a transformers model.")
         model = self._wrap_peft(model)
         self._peft = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
         self._ref_model = None
@@ -212,6 +233,15 @@ class NashMPTrainer:
         self.snapshots: dict[str, list[Tensor]] = {name: _snapshot(self.params) for name in self.recipe.snapshots(cfg)}
         self.optimizer_impl = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
+        from transformers import get_scheduler
+
+        # Not passed through accelerator.prepare: its wrapper steps a scheduler once per process per call
+        # (it assumes a per-process batch schedule); ours counts optimiser steps. Checkpointed all the same.
+        self.lr_scheduler = get_scheduler(
+            cfg.lr_scheduler_type, self.optimizer_impl, num_warmup_steps=cfg.num_warmup_steps,
+            num_training_steps=cfg.max_steps,
+        )  # fmt: skip
+        self.accelerator.register_for_checkpointing(self.lr_scheduler)
         self._base_weights = self._lora_base_weights()
         if self._peft:  # checkpoints hold the adapters only, not a copy of the frozen base model
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
@@ -404,7 +434,7 @@ class NashMPTrainer:
 
     # ------------------------------------------------------------------ data
     def _batch_prompts(self, step: int) -> list[str]:
-        """This process's prompts for ``step``: a seeded permutation per epoch, sliced per process."""
+        """This process's prompts for micro-batch ``step``: a seeded permutation per epoch, sliced per process."""
         acc, per = self.accelerator, self.config.per_device_train_batch_size
         global_batch = per * acc.num_processes
         n = len(self.prompts)
@@ -451,9 +481,11 @@ class NashMPTrainer:
     def _token_logp(
         self, view: Any, ids: Tensor, mask: Tensor, comp: Tensor, comp_mask: Tensor, full: bool = False
     ) -> Tensor:
-        """Per-token log-probs of the B·k rows (``full``: whole distributions); each prompt encoded once."""
+        """Per-token log-probs of the B·k rows (``full``: whole distributions); each prompt encoded once, except
+        in a pass with gradient under gradient checkpointing (the checkpointed layers drop a prompt cache)."""
         k, temperature = self.config.num_generations, self.config.temperature
-        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=temperature, group=k, full=full)
+        group = 1 if self.config.gradient_checkpointing and torch.is_grad_enabled() else k
+        return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=temperature, group=group, full=full)
 
     def _preference(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> Tensor:
         p = self.oracle.probability(list(prompts), list(first), list(second))
@@ -485,7 +517,7 @@ class NashMPTrainer:
             advantage = paired_advantages(p)
         self.completions += len(texts) * self.accelerator.num_processes
         analytic = cfg.kl_estimator == "analytic" and recipe.loss == "pg"
-        with eval_mode(self.model):  # score the policies that sampled (no dropout); π_θ with gradient
+        with self._scoring_mode():  # score the policies that sampled (no dropout); π_θ with gradient
             out = self._token_logp(self.model, ids, mask, y, y_mask, full=analytic)
             with torch.no_grad():
                 ref = self._token_logp(self.ref_view, ids, mask, y, y_mask, full=analytic)
@@ -524,15 +556,49 @@ class NashMPTrainer:
         }
         return loss, stats
 
-    def _extragradient_step(self, prompts: list[str]) -> dict[str, float]:
+    @contextlib.contextmanager
+    def _scoring_mode(self) -> Iterator[None]:
+        """Dropout off while scoring. Under gradient checkpointing the decoder layers keep their own training
+        flag (transformers checkpoints only layers in training mode); their dropouts are still off."""
+        with eval_mode(self.model):
+            layers = []
+            if self.config.gradient_checkpointing:
+                from transformers.modeling_layers import GradientCheckpointingLayer
+
+                layers = [
+                    m
+                    for m in self.raw_model.modules()
+                    if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing
+                ]
+            for layer in layers:
+                layer.training = True  # the flag only: children (attention, dropout) stay in eval mode
+            try:
+                yield
+            finally:
+                for layer in layers:
+                    layer.training = False
+
+    def _accumulate(self, batches: Sequence[list[str]]) -> dict[str, float]:
+        """Backward of the mean loss over the micro-batches (gradient accumulation); their mean metrics."""
+        rows = []
+        for n, prompts in enumerate(batches):
+            last = n == len(batches) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                loss, stats = self._loss(prompts)
+                self.accelerator.backward(loss / len(batches))
+            rows.append(stats)
+        out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        out["sample_seconds"] = float(sum(r["sample_seconds"] for r in rows))
+        return out
+
+    def _extragradient_step(self, batches: Sequence[list[str]]) -> dict[str, float]:
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
         # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
         start = _snapshot(self.params)
         opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
-        loss, first = self._loss(prompts)
-        self._update(loss)
-        loss, stats = self._loss(prompts)
-        self.accelerator.backward(loss)
+        first = self._accumulate(batches)
+        self._apply_gradients()
+        stats = self._accumulate(batches)
         with torch.no_grad():
             for p, v in zip(self.params, start, strict=True):
                 p.copy_(v)
@@ -541,15 +607,14 @@ class NashMPTrainer:
         stats["sample_seconds"] += first["sample_seconds"]
         return stats
 
-    def _update(self, loss: Tensor) -> float:
-        self.accelerator.backward(loss)
-        return self._apply_gradients()
-
     def _apply_gradients(self) -> float:
         norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    def _learning_rate(self) -> float:
+        return float(self.optimizer_impl.param_groups[0]["lr"])
 
     def _eos_fraction(self, ids: Tensor, mask: Tensor) -> float:
         last = (mask.sum(-1) - 1).clamp(min=0)
@@ -574,12 +639,16 @@ class NashMPTrainer:
         start = time.perf_counter()
         self.model.train()
         self._run_events(self.recipe.before(self.config, self.step))
-        prompts = self._batch_prompts(self.step)
-        if self.recipe.extragradient:
-            stats = self._extragradient_step(prompts)
-        else:
-            loss, stats = self._loss(prompts)
-            stats["grad_norm"] = self._update(loss)
+        accumulate = self.config.gradient_accumulation_steps
+        batches = [self._batch_prompts(self.step * accumulate + n) for n in range(accumulate)]
+        learning_rate = self._learning_rate()
+        with self.accelerator.autocast():
+            if self.recipe.extragradient:
+                stats = self._extragradient_step(batches)
+            else:
+                stats = self._accumulate(batches)
+                stats["grad_norm"] = self._apply_gradients()
+        self.lr_scheduler.step()
         self.step += 1
         self._run_events(self.recipe.after(self.config, self.step))
         stats = self._reduce(stats)
@@ -588,6 +657,7 @@ class NashMPTrainer:
                 raise FloatingPointError(f"{name} is {value} at step {self.step}; lower learning_rate or raise beta.")
         row = {"step": float(self.step), "queries": float(self.queries), "completions": float(self.completions)}
         row.update(stats)
+        row["learning_rate"] = learning_rate
         row["seconds"] = time.perf_counter() - start
         self.history.append(row)
         return row
@@ -610,7 +680,7 @@ class NashMPTrainer:
         if not self.eval_prompts:
             return {}
         device = self.accelerator.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self.accelerator.autocast():
             torch.manual_seed(self.config.seed * 7919 + self.step)
             ids, mask = self.encode_prompts(self.eval_prompts)
             _, _, mine = self._sample_from("self", ids, mask)

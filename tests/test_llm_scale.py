@@ -1,0 +1,208 @@
+"""The trainer's memory and precision stack on a tiny model: gradient accumulation, gradient checkpointing,
+mixed precision, attention kernels and remote code (issue: LLM trainer at scale)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nashmp.errors import InvalidParameterError
+from nashmp.llm.config import NashMPConfig
+from nashmp.llm.models import load_model_and_tokenizer, tiny_model_and_tokenizer
+from nashmp.llm.trainer import NashMPTrainer
+from nashmp.oracles import CallableOracle
+
+PROMPTS = ["Say hi.", "Name a color.", "Count to three.", "What is water?", "Pick a fruit.", "Give a number."]
+
+
+def code_point_oracle() -> CallableOracle:
+    """Bradley–Terry on the mean code point: P(a ≻ b) = σ((s(a) − s(b))/8), vectorised over the pairs."""
+
+    def score(text: str) -> float:
+        return float(np.mean([ord(c) for c in text])) if text else 0.0
+
+    def fn(x: object, a: list[str], b: list[str]) -> np.ndarray:
+        d = (np.array([score(s) for s in a]) - np.array([score(s) for s in b])) / 8.0
+        return 0.5 * (1 + np.tanh(d / 2))
+
+    return CallableOracle(fn)
+
+
+def make(tmp_path: Path, **fields: object) -> NashMPTrainer:
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    base = {"max_steps": 2, "max_new_tokens": 6, "per_device_train_batch_size": 2, "num_generations": 2,
+            "output_dir": str(tmp_path / "run"), "progress_bar": False, "learning_rate": 1e-2, "warmup_ratio": 0.0}  # fmt: skip
+    return NashMPTrainer(NashMPConfig(**{**base, **fields}), model=model, tokenizer=tok, oracle=code_point_oracle(),
+                         prompts=PROMPTS)  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["nash-mp", "nash-md", "egpo"])
+def test_gradient_accumulation_averages_the_micro_batch_gradients(tmp_path: Path, algorithm: str) -> None:
+    """One optimiser step over G micro-batches: the applied gradient is the mean of each micro-batch's loss
+    gradient (recomputed here on the same samples), the prompts are those of one G·B batch, and the counters
+    count the whole optimiser step."""
+    accumulate = 3
+    trainer = make(tmp_path, algorithm=algorithm, gradient_accumulation_steps=accumulate, max_steps=1)
+    seen: list[list[str]] = []
+    micro_grads: list[list[torch.Tensor]] = []
+    applied: list[list[torch.Tensor]] = []
+    original_loss, original_apply = trainer._loss, trainer._apply_gradients
+
+    def recording_loss(prompts: list[str]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, stats = original_loss(prompts)
+        seen.append(list(prompts))
+        grads = torch.autograd.grad(loss, trainer.params, retain_graph=True, allow_unused=True)
+        micro_grads.append(
+            [
+                torch.zeros_like(p) if g is None else g.detach().clone()
+                for p, g in zip(trainer.params, grads, strict=True)
+            ]
+        )
+        return loss, stats
+
+    def recording_apply() -> float:
+        applied.append([p.grad.detach().clone() for p in trainer.params])  # type: ignore[union-attr]
+        return original_apply()
+
+    trainer._loss = recording_loss  # type: ignore[method-assign]
+    trainer._apply_gradients = recording_apply  # type: ignore[method-assign]
+    row = trainer.training_step()
+    passes = 2 if algorithm == "egpo" else 1  # EGPO: a look-ahead update, then the real one
+    assert len(seen) == passes * accumulate and len(applied) == passes
+    single = make(tmp_path / "single", algorithm=algorithm, per_device_train_batch_size=2 * accumulate)
+    assert sum(seen[:accumulate], []) == single._batch_prompts(0)  # the same prompts as one big batch
+    for g in range(passes):
+        for n, got in enumerate(applied[g]):
+            want = torch.stack([m[n] for m in micro_grads[g * accumulate : (g + 1) * accumulate]]).mean(0)
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    per_prompt = {"nash-mp": 1, "egpo": 1, "nash-md": 2}[algorithm]  # k = 2: one self-play pair, or k opponents
+    assert row["queries"] == passes * accumulate * 2 * per_prompt
+    assert row["completions"] == passes * accumulate * 2 * 2
+
+
+def test_accumulation_changes_the_run_so_resume_refuses_it(tmp_path: Path) -> None:
+    make(tmp_path, max_steps=1).train()
+    with pytest.raises(InvalidParameterError, match="gradient_accumulation_steps"):
+        make(tmp_path, max_steps=2, gradient_accumulation_steps=2, resume_from_checkpoint="latest")
+
+
+def _first_gradient(trainer: NashMPTrainer) -> list[torch.Tensor]:
+    grads: list[torch.Tensor] = []
+    original = trainer._apply_gradients
+
+    def capture() -> float:
+        grads.extend(p.grad.detach().clone() for p in trainer.params)  # type: ignore[union-attr]
+        return original()
+
+    trainer._apply_gradients = capture  # type: ignore[method-assign]
+    trainer.training_step()
+    return grads
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(tmp_path: Path) -> None:
+    """Checkpointed layers recompute activations in the backward pass: the same samples, loss and gradient
+    (the layers really are checkpointed in the policy's pass, and their flags are restored afterwards)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    plain = make(tmp_path / "plain", use_peft=True, num_generations=4, max_new_tokens=12)
+    want = _first_gradient(plain)
+    ckpt = make(tmp_path / "ckpt", use_peft=True, num_generations=4, max_new_tokens=12, gradient_checkpointing=True)
+    layers = [
+        m for m in ckpt.raw_model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing
+    ]
+    assert len(layers) == 2  # both decoder layers of the tiny Llama
+    calls = []
+    for layer in layers:
+        func = layer._gradient_checkpointing_func
+        layer._gradient_checkpointing_func = lambda *a, _f=func, **k: calls.append(1) or _f(*a, **k)
+    got = _first_gradient(ckpt)
+    assert calls, "the policy's scoring pass ran through the checkpointed layers"
+    assert all(layer.training == ckpt.model.training for layer in layers)  # flags restored after scoring
+    assert ckpt.history[0]["loss"] == pytest.approx(plain.history[0]["loss"], rel=1e-4, abs=1e-4)
+    assert sum(float(g.abs().sum()) for g in want) > 0
+    for a, b in zip(want, got, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.fixture
+def fresh_accelerate_state() -> Iterator[None]:
+    """accelerate keeps one mixed-precision setting per process: reset it around a test that changes it."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_mixed_precision_keeps_fp32_master_weights_and_anchor(
+    tmp_path: Path, fresh_accelerate_state: None
+) -> None:
+    trainer = make(tmp_path, mixed_precision="bf16", use_peft=True)
+    autocast_dtypes = []
+    original = trainer._loss
+
+    def recording(prompts: list[str]) -> tuple[torch.Tensor, dict[str, float]]:
+        autocast_dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return original(prompts)
+
+    trainer._loss = recording  # type: ignore[method-assign]
+    history = trainer.train()
+    assert autocast_dtypes == [torch.bfloat16] * 2  # sampling and scoring ran under bf16 autocast
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert all(p.dtype == torch.float32 for p in trainer.params)
+    assert all(t.dtype == torch.float32 for t in trainer.anchor)
+    state = trainer.optimizer_impl.state[trainer.params[0]]
+    assert state["exp_avg"].dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+    assert all(float(p.detach().abs().max()) > 0 for p in trainer.params)  # LoRA B moved from zero too
+
+
+def test_mixed_precision_needs_fp32_weights() -> None:
+    with pytest.raises(InvalidParameterError, match="dtype=float32"):
+        NashMPConfig(mixed_precision="bf16", dtype="bfloat16")
+    with pytest.raises(InvalidParameterError, match="mixed_precision"):
+        NashMPConfig(mixed_precision="fp8")
+
+
+def _saved_tiny(folder: Path) -> Path:
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_attn_implementation_is_passed_to_transformers(tmp_path: Path) -> None:
+    folder = _saved_tiny(tmp_path / "tiny")
+    model, _ = load_model_and_tokenizer(str(folder), attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    model, _ = load_model_and_tokenizer(str(folder), attn_implementation="sdpa")
+    assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(InvalidParameterError, match="cannot load"):
+        load_model_and_tokenizer(str(folder), attn_implementation="no_such_kernel")
+
+
+def test_remote_code_never_runs_unless_trusted(tmp_path: Path) -> None:
+    """A model folder that ships its own modelling code: transformers' own class is used when it knows the
+    architecture, a one-line error is raised when it does not, and the folder's code is never imported."""
+    folder = _saved_tiny(tmp_path / "remote")
+    marker = tmp_path / "ran.txt"
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nEvilModel = None\n")
+    (folder / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nEvilConfig = None\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoConfig": "configuration_evil.EvilConfig",
+        "AutoModelForCausalLM": "modeling_evil.EvilModel",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    model, _ = load_model_and_tokenizer(str(folder))
+    assert type(model).__name__ == "LlamaForCausalLM"
+    config["model_type"] = "evil-llm"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidParameterError, match="cannot load"):
+        load_model_and_tokenizer(str(folder))
+    assert not marker.exists()
