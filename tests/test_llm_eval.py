@@ -164,17 +164,25 @@ def test_interval_contains_the_mean_and_shrinks_with_more_prompts() -> None:
 
 
 def test_kl_of_the_reference_against_itself_is_zero() -> None:
+    """Issue 13, item 12: π_ref's own KL is 0 by a shortcut (``ref_model is model``), so the property is checked
+    on a *distinct copy*: each sample's log-ratio is 0 to float error, while another model's KL is positive."""
     ref, tok = tiny_model_and_tokenizer(seed=0)
     other, _ = tiny_model_and_tokenizer(seed=1, hidden_size=64)
-    policies = {"ref": (ref, tok), "copy": (copy.deepcopy(ref), tok), "other": (other, tok)}
+    twin = copy.deepcopy(ref)
+    kwargs: dict[str, Any] = {"max_new_tokens": 8, "temperature": 1.0, "samples_per_prompt": 2, "seed": 5}
+    same = generate(twin, tok, PROMPTS, reference=(ref, tok), **kwargs)
+    assert same.log_ratio.shape == (2, len(PROMPTS)) and np.abs(same.log_ratio).max() < 1e-5
+    apart = generate(other, tok, PROMPTS, reference=(ref, tok), **kwargs)
+    assert np.isfinite(apart.log_ratio).all() and apart.log_ratio.mean() > 0.1
+    policies = {"ref": (ref, tok), "copy": (twin, tok), "other": (other, tok)}
     judge = CallableOracle(lambda x, a, b: [0.5] * len(a))
-    result = win_rate_matrix(policies, PROMPTS, judge, max_new_tokens=8, temperature=1.0, samples_per_prompt=2)
+    result = win_rate_matrix(policies, PROMPTS, judge, **kwargs)
     assert result.settings["reference"] == "ref"
-    assert result.kl_ref[0] == 0.0 and result.kl_ref[1] == pytest.approx(0.0, abs=1e-6)
-    assert np.isfinite(result.kl_ref[2]) and result.kl_ci_low[2] <= result.kl_ref[2] <= result.kl_ci_high[2]
-    # an explicit reference: everything is measured against `other`, which is then at 0
-    result = win_rate_matrix(policies, PROMPTS, judge, max_new_tokens=8, temperature=1.0, reference="other")
-    assert result.kl_ref[2] == 0.0 and np.isfinite(result.kl_ref[:2]).all()
+    assert result.kl_ref[1] == pytest.approx(0.0, abs=1e-6)  # estimated (a different object), not the shortcut
+    assert result.kl_ref[2] > 0.1 and result.kl_ci_low[2] <= result.kl_ref[2] <= result.kl_ci_high[2]
+    # an explicit reference: everything is measured against `other`; ref and its copy are then equally far
+    result = win_rate_matrix(policies, PROMPTS, judge, reference="other", **kwargs)
+    assert min(result.kl_ref[:2]) > 0.01 and result.kl_ref[2] == 0.0
 
 
 def test_bad_arguments() -> None:

@@ -111,28 +111,38 @@ def test_mixture_sampling_is_the_normalised_geometric_mixture() -> None:
 
 
 def test_sampling_stops_at_eos_and_masks_the_rest() -> None:
+    """Issue 13, item 12: EOS is forced to probability 0.3 at every step, so every row ends (at different
+    steps); the EOS token is kept in the mask, everything after it is padding and masked, and the loop stops
+    once all rows have ended."""
     model, tok = tiny_model_and_tokenizer(seed=3)
-    with torch.no_grad():  # make EOS the certain next token after two steps: bias the head
-        model.lm_head.weight.zero_()
-        model.model.embed_tokens.weight.zero_() if model.config.tie_word_embeddings else None
-    ids, mask = _prompt_batch(tok)
-    out, out_mask, _ = sample_completions(
+    vocab, eos, p_eos = model.config.vocab_size, 5, 0.3
+    with torch.no_grad():  # logits = the head's bias alone: uniform except EOS
+        model.lm_head.weight.zero_()  # (tied to the input embeddings in the tiny model)
+        model.lm_head.bias = torch.nn.Parameter(torch.zeros(vocab))
+        model.lm_head.bias[eos] = math.log(p_eos / (1 - p_eos) * (vocab - 1))
+    enc = tok(["hello there", "hi"] * 8, return_tensors="pt", padding=True)
+    torch.manual_seed(0)
+    budget = 40
+    out, out_mask, logp = sample_completions(
         [(ModelView(model), 1.0)],
-        ids,
-        mask,
-        max_new_tokens=50,
+        enc["input_ids"],
+        enc["attention_mask"],
+        max_new_tokens=budget,
         temperature=1.0,
-        eos_token_id=5,
+        eos_token_id=eos,
         pad_token_id=tok.pad_token_id,
     )
-    # uniform next-token distribution over 258 tokens: some rows end early; after an EOS all is masked
-    for row, m in zip(out, out_mask, strict=True):
-        ends = (row == 5).nonzero()
-        if len(ends):
-            first = int(ends[0])
-            assert m[: first + 1].all() and not m[first + 1 :].any()
-        else:
-            assert m.all()
+    ends = []
+    for row, m, lp in zip(out, out_mask, logp, strict=True):
+        hits = (row == eos).nonzero()
+        assert len(hits), "P(no EOS in 40 tokens) = 0.7⁴⁰ ≈ 6e-7 per row"
+        first = int(hits[0])
+        ends.append(first)
+        assert m[: first + 1].all() and not m[first + 1 :].any()
+        assert (row[first + 1 :] == tok.pad_token_id).all() and (lp[first + 1 :] == 0).all()
+        assert float(lp[first]) == pytest.approx(math.log(p_eos), abs=1e-5)
+    assert len(set(ends)) > 3  # rows end at different steps
+    assert out.shape[1] == max(ends) + 1 < budget  # sampling stopped when the last row ended
 
 
 def test_swap_parameters_is_exact_and_restores() -> None:
@@ -185,29 +195,44 @@ def test_sequence_ipo_loss_by_hand() -> None:
 # --------------------------------------------------------------------------- the trainer
 
 
+def _reference_parameters(trainer: NashMPTrainer) -> dict[str, torch.Tensor]:
+    """π_ref's weights: the frozen base layers under the adapters (LoRA), else the frozen copy (full fine-tuning)."""
+    if trainer._ref_model is not None:
+        return dict(trainer._ref_model.named_parameters())
+    return {n: p for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters() if not p.requires_grad}
+
+
 @pytest.mark.parametrize("algorithm", list(LLM_ALGORITHMS))
 @pytest.mark.parametrize("use_peft", [True, False])
-def test_every_algorithm_trains_two_steps(tmp_path: Path, algorithm: str, use_peft: bool) -> None:
-    trainer = make_trainer(tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema", num_generations=4)
+def test_every_algorithm_trains_three_steps(tmp_path: Path, algorithm: str, use_peft: bool) -> None:
+    trainer = make_trainer(
+        tmp_path, algorithm=algorithm, use_peft=use_peft, opponent="ema", num_generations=4, max_steps=3
+    )
     before = [p.detach().clone() for p in trainer.params]
-    history = trainer.train()
-    assert [int(h["step"]) for h in history] == [1, 2]
+    frozen = _reference_parameters(trainer)
+    frozen_before = {name: p.detach().clone() for name, p in frozen.items()}
+    assert frozen and not any(p.requires_grad for p in frozen.values())
+    history = trainer.train()  # three steps: LoRA's A moves only once B ≠ 0 (and a warm-up may hold step 1)
+    assert [int(h["step"]) for h in history] == [1, 2, 3]
     selfplay = trainer.recipe.opponent_at(trainer.config, 0) == "self"
     pairs_per_prompt = 6 if selfplay else 4  # all 6 pairs of 4 completions, or 4 (completion, opponent) pairs
     pairs_per_step = 2 * pairs_per_prompt * (2 if algorithm == "egpo" else 1)  # EGPO: a fresh batch for its look-ahead
-    assert history[-1]["queries"] == 2 * pairs_per_step
-    assert history[-1]["completions"] == 2 * 2 * 4 * (2 if algorithm == "egpo" else 1)
+    assert history[-1]["queries"] == 3 * pairs_per_step
+    assert history[-1]["completions"] == 3 * 2 * 4 * (2 if algorithm == "egpo" else 1)
     for row in history:
         assert all(math.isfinite(v) for v in row.values())
         assert 0 <= row["preference"] <= 1
-    moved = max(float((p.detach() - b).abs().max()) for p, b in zip(trainer.params, before, strict=True))
-    assert moved > 0
+    # every trainable tensor moved (TRL's canonical check), and π_ref's weights stayed bit-for-bit
+    unmoved = [i for i, (p, b) in enumerate(zip(trainer.params, before, strict=True)) if torch.equal(p.detach(), b)]
+    assert not unmoved, f"{len(unmoved)} of {len(before)} trainable tensors did not move"
+    for name, p in frozen.items():
+        assert torch.equal(p.detach(), frozen_before[name]), f"π_ref weight {name} changed"
     out = Path(trainer.config.output_dir)
-    assert (out / "log.csv").read_text().count("\n") == 3
+    assert (out / "log.csv").read_text().count("\n") == 4
     assert (out / "final" / ("adapter_model.safetensors" if use_peft else "model.safetensors")).is_file()
     has_anchor = algorithm.startswith("nash-mp") or algorithm == "nash-prox"  # Nash-MD, IPO, EGPO keep none
-    assert (out / "checkpoint-2" / "anchor.safetensors").is_file() == has_anchor
-    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+    assert (out / "checkpoint-3" / "anchor.safetensors").is_file() == has_anchor
+    assert (out / "checkpoint-3" / "trainer_state.json").is_file()
 
 
 def test_peft_reference_is_the_base_model(tmp_path: Path) -> None:

@@ -100,7 +100,27 @@ def test_aggregate_weighted_mean_and_max() -> None:
     assert agg["kl_to_star_max"] == 3.0
 
 
-def test_unknown_metric(game3: PreferenceGame) -> None:
+def test_every_metric_is_computed_by_its_definition_and_unknown_ones_are_refused(game3: PreferenceGame) -> None:
+    """Issue 13, item 12: each name in METRICS is computed (alone or together, the same value) and equals its
+    definition on a policy away from π* (the old test only compared METRICS with itself)."""
+    star = nashmp.solve_equilibrium(game3).log_policy
+    lp = np.log(np.array([[0.6, 0.3, 0.1]]))
+    full = context_metrics(game3, star, lp)
+    assert list(full) == list(METRICS)
+    for name in METRICS:
+        alone = context_metrics(game3, star, lp, [name])
+        assert list(alone) == [name] and alone[name].shape == (1,) and np.isfinite(alone[name]).all()
+        np.testing.assert_allclose(alone[name], full[name], rtol=1e-12, atol=1e-15)
+    pi, pi_star = np.exp(lp[0]), np.exp(star[0])
+    assert full["kl_to_star"][0] == pytest.approx(np.sum(pi_star * np.log(pi_star / pi)), rel=1e-10)
+    assert full["kl_from_star"][0] == pytest.approx(np.sum(pi * np.log(pi / pi_star)), rel=1e-10)
+    assert (
+        full["exploitability"][0] == pytest.approx(exploitability(game3, lp)[0], rel=1e-12)
+        and full["exploitability"][0] > 0
+    )
+    assert full["duality_gap"][0] == pytest.approx(2 * full["exploitability"][0], rel=1e-12)
+    d = np.log(pi) - np.log(pi_star)
+    assert full["span"][0] == pytest.approx(d.max() - d.min(), rel=1e-12)
+    assert full["unregularized_exploitability"][0] == pytest.approx(np.max(game3.P[0] @ pi) - 0.5, rel=1e-12)
     with pytest.raises(nashmp.InvalidParameterError, match="unknown metric"):
         context_metrics(game3, game3.log_ref, game3.log_ref, ["accuracy"])
-    assert set(METRICS) >= {"kl_to_star", "exploitability", "span"}

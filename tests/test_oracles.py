@@ -37,10 +37,17 @@ def test_contract_exact_oracles(name: str) -> None:
 
 
 def test_symmetrized_judge_removes_position_bias() -> None:
+    """½[q(a,b) + 1 − q(b,a)] cancels a constant position bias exactly (the raw judge is off by the bias)."""
     raw = CallableOracle(_position_biased)
     fair = CallableOracle(_position_biased, symmetrize=True)
-    assert np.max(np.abs(raw.probability(X, A, B) + raw.probability(X, B, A) - 1)) > 0.05
-    np.testing.assert_allclose(fair.probability(X, A, B), GAME.P[X, A, B], atol=0.1 + 1e-12)
+    p, bias = GAME.P[X, A, B], 0.1
+    unclipped = (p + bias <= 1) & (1 - p + bias <= 1)  # _position_biased's clip is inactive both ways
+    assert unclipped.sum() > 50
+    raw_ab, fair_ab, fair_ba = raw.probability(X, A, B), fair.probability(X, A, B), fair.probability(X, B, A)
+    np.testing.assert_allclose(raw_ab[unclipped], p[unclipped] + bias, atol=1e-12)  # the bias is there
+    np.testing.assert_allclose(fair_ab[unclipped], p[unclipped], atol=1e-12)  # and gone
+    np.testing.assert_allclose(fair_ab + fair_ba, 1.0, atol=1e-12)
+    np.testing.assert_allclose(fair.probability(X, A, A), 0.5, atol=1e-12)  # identical answers tie
 
 
 def test_noisy_oracle_contract_in_expectation() -> None:
@@ -57,9 +64,19 @@ def test_noisy_oracle_contract_in_expectation() -> None:
     assert oracle.queries == 40002
 
 
-def test_outcome_draws_bernoulli() -> None:
-    o = GameOracle(GAME).outcome(X, A, B, np.random.default_rng(0))
-    assert set(np.unique(o)) <= {0.0, 1.0}
+def test_outcome_draws_bernoulli_with_the_preference_probability() -> None:
+    """outcome() is 1 with probability P(a≻b|x): frequencies match P for pairs with small and large P."""
+    oracle = GameOracle(GAME)
+    pairs = [(0, 0, 1), (1, 2, 3), (2, 4, 5), (0, 3, 3)]  # the last one is a tie
+    m = 20_000
+    rng = np.random.default_rng(0)
+    for x, a, b in pairs:
+        o = oracle.outcome(np.full(m, x), np.full(m, a), np.full(m, b), rng)
+        assert set(np.unique(o)) <= {0.0, 1.0}
+        p = GAME.P[x, a, b]
+        assert abs(o.mean() - p) < 5 * np.sqrt(p * (1 - p) / m) + 1e-12, (x, a, b)
+    assert oracle.queries == len(pairs) * m
+    assert 0.1 < GAME.P[0, 0, 1] < 0.9 or 0.1 < GAME.P[1, 2, 3] < 0.9  # a non-degenerate pair is among them
 
 
 @pytest.mark.parametrize(
