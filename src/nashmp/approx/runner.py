@@ -37,6 +37,7 @@ def run_approx(
     queries; ``Trajectory.iterations`` holds the number of gradient steps taken.
     """
     check_positive_int("queries", queries)
+    check_positive_int("evals", evals)
     cfg = ApproxConfig(**{**(config.to_dict() if config else {}), **overrides})
     threads = torch.get_num_threads()
     if cfg.num_threads is not None:

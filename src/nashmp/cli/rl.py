@@ -66,6 +66,7 @@ def rl_train(
         raise InvalidParameterError(f"--param {key}=... is set by {flagged[key]}; use that flag instead.")
     check_positive_int("steps", steps)
     check_positive_int("eval_episodes", eval_episodes)
+    check_positive_int("checkpoint_every", checkpoint_every)
     if seed is not None and seed < 0:
         raise InvalidParameterError(f"--seed must be ≥ 0, got {seed}.")
     ckpt = out / "checkpoint.pt"
