@@ -364,3 +364,20 @@ def test_several_judges_share_one_generation() -> None:
     assert both["longer"].completions == both["half"].completions == alone.completions
     np.testing.assert_array_equal(both["longer"].win_rate, alone.win_rate)
     np.testing.assert_array_equal(both["half"].win_rate, 0.5)
+
+
+def test_evaluate_is_split_along_its_seams_and_keeps_its_import_paths() -> None:
+    """Issue 13, item 13: modules a reader can hold (< 400 lines), the public names still importable from evaluate."""
+    import importlib
+    import inspect
+
+    import nashmp.llm.evaluate as evaluate
+
+    homes = {"load_policy": "eval_policies", "resolve_policy": "eval_policies", "PolicySource": "eval_policies",
+             "generate": "eval_generation", "write_eval_report": "eval_report"}  # fmt: skip
+    for name, home in homes.items():
+        module = importlib.import_module(f"nashmp.llm.{home}")
+        assert getattr(evaluate, name) is getattr(module, name) and name in evaluate.__all__
+    for module_name in ("evaluate", *set(homes.values())):
+        source = inspect.getsource(importlib.import_module(f"nashmp.llm.{module_name}"))
+        assert source.count("\n") < 400, module_name

@@ -1,5 +1,9 @@
 r"""Head-to-head evaluation of trained policies: a judged win-rate matrix and the KL to the reference.
 
+The code is split along its seams: :mod:`~nashmp.llm.eval_policies` (resolving and loading policies),
+:mod:`~nashmp.llm.eval_generation` (seeded generation and log-ratios), this module (the estimators and the
+matrix) and :mod:`~nashmp.llm.eval_report` (the files); every public name is importable from here.
+
 For policies :math:`\pi_1,\dots,\pi_k`, prompts :math:`x_1,\dots,x_n` and a judge :math:`\mathcal P`
 (any :class:`~nashmp.oracles.PreferenceOracle` over text, e.g. the debiased
 :class:`~nashmp.llm.judges.LMJudge`):
@@ -47,24 +51,22 @@ e\mathbb E_{\pi_i\otimes\pi_j}[\mathcal P(y_i\succ y_j)]`.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from .._numerics import FloatArray
 from ..errors import InvalidParameterError
 from ..oracles import PreferenceOracle
-from .models import OFFLINE_ALIASES, ModelNotFoundError, cache_dir, prepare_tokenizer, resolve_model_path
-from .sampling import ModelView, completion_log_probs, encode_prompts, eval_mode, model_device, sample_completions
+
+# the module is split along its seams; the public names stay importable from here
+from .eval_generation import _Generations, _stream_seed, generate  # noqa: F401
+from .eval_policies import REFERENCE_NAMES, PolicySource, load_policy, resolve_policy
+from .eval_report import write_eval_report
+from .sampling import encode_prompts
 
 __all__ = [
     "Z_95",
@@ -83,229 +85,6 @@ __all__ = [
 
 #: The two-sided 95 % normal quantile :math:`z_{0.975}`.
 Z_95 = 1.959963984540054
-
-#: Policy names that mean "the base model" (π_ref) in :func:`resolve_policy`.
-REFERENCE_NAMES = ("ref",)
-
-
-# --------------------------------------------------------------------------------------------------
-# loading policies
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PolicySource:
-    """What :func:`load_policy` will load, resolved and validated without touching any weights.
-
-    ``kind`` is ``"base"`` (an offline alias or a full model folder: loaded as is) or ``"adapter"`` (a
-    PEFT folder: ``base`` plus the adapters in ``path``). Equal sources load equal models.
-    """
-
-    kind: Literal["base", "adapter"]
-    path: str
-    base: str | None = None
-
-
-def _offline_folder() -> Path:
-    return (cache_dir() / "smollm2-135m-instruct").resolve()
-
-
-def _canonical_base(name_or_path: str) -> str:
-    """``resolve_model_path`` plus one name for the offline model (its alias or its converted folder)."""
-    if name_or_path in OFFLINE_ALIASES:
-        resolve_model_path(name_or_path)
-        return "smollm2"
-    path = Path(name_or_path).expanduser()
-    if path.is_dir() and path.resolve() == _offline_folder():
-        return "smollm2"
-    if not path.exists() and path.name == "smollm2-135m-instruct":  # an adapter saved with another cache dir
-        resolve_model_path("smollm2")
-        return "smollm2"
-    return resolve_model_path(name_or_path)
-
-
-def resolve_policy(spec: str, *, base: str = "smollm2") -> PolicySource:
-    """Validate a policy spec *before* any weights are loaded (one-line :class:`ModelNotFoundError` otherwise).
-
-    * ``"ref"`` → the base model ``base`` (write ``./ref`` for a folder called ``ref``);
-    * an offline alias (``"smollm2"``) or a full model folder (``config.json``, e.g. ``save_model`` of a
-      full fine-tune) → that model;
-    * a folder with ``adapter_config.json`` (``save_model`` of a LoRA run) → its
-      ``base_model_name_or_path`` plus the adapters.
-    """
-    if not isinstance(spec, str) or not spec:
-        raise ModelNotFoundError(f"a policy must be a non-empty string, got {spec!r}.")
-    if spec in REFERENCE_NAMES:
-        return PolicySource("base", _canonical_base(base))
-    if spec in OFFLINE_ALIASES:
-        return PolicySource("base", _canonical_base(spec))
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if (path / "adapter_config.json").is_file():
-            try:
-                adapter = json.loads((path / "adapter_config.json").read_text())
-            except ValueError as exc:
-                raise ModelNotFoundError(f"policy {spec!r}: adapter_config.json is not valid JSON ({exc}).") from None
-            recorded = adapter.get("base_model_name_or_path") if isinstance(adapter, dict) else None
-            if not recorded:
-                raise ModelNotFoundError(
-                    f"policy {spec!r}: adapter_config.json does not name its base model (base_model_name_or_path)."
-                )
-            try:
-                base_path = _canonical_base(str(recorded))
-            except ModelNotFoundError as exc:
-                raise ModelNotFoundError(f"policy {spec!r}: its base model is unavailable: {exc}") from None
-            return PolicySource("adapter", str(path), base_path)
-        if (path / "config.json").is_file():
-            return PolicySource("base", _canonical_base(str(path)))
-        hint = f" (did you mean {path / 'final'}?)" if (path / "final").is_dir() else ""
-        raise ModelNotFoundError(
-            f"policy folder {spec!r} has neither adapter_config.json (LoRA adapters) nor config.json (a full "
-            f"model){hint}."
-        )
-    if path.exists():
-        raise ModelNotFoundError(f"policy {spec!r} is a file; give a model folder (e.g. runs/NAME/final).")
-    if spec.count("/") == 1 and not path.suffix and not spec.startswith((".", "~")):
-        return PolicySource("base", resolve_model_path(spec))  # a hub id in the local cache
-    raise ModelNotFoundError(
-        f"policy {spec!r} not found: give 'ref', an offline alias ({OFFLINE_ALIASES[0]}) or a folder written by "
-        "NashMPTrainer.save_model (e.g. runs/NAME/final)."
-    )
-
-
-def load_policy(
-    spec: str | PolicySource, *, base: str = "smollm2", dtype: str = "float32", merge: bool = True
-) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of a policy spec (see :func:`resolve_policy`), in eval mode, without gradients.
-
-    LoRA folders are loaded as the base model (through :func:`~nashmp.llm.models.load_model_and_tokenizer`)
-    plus ``peft.PeftModel.from_pretrained``, merged into the weights (``merge_and_unload``) unless
-    ``merge=False``; the tokenizer is the one saved next to the adapters when present. Every call
-    loads fresh weights (merging modifies the base in place, so bases are never shared).
-    """
-    from .models import load_model_and_tokenizer
-
-    source = spec if isinstance(spec, PolicySource) else resolve_policy(spec, base=base)
-    if source.kind == "base":
-        model, tokenizer = load_model_and_tokenizer(source.path, dtype=dtype)
-    else:
-        from peft import PeftModel
-        from transformers import AutoTokenizer
-
-        assert source.base is not None
-        model, tokenizer = load_model_and_tokenizer(source.base, dtype=dtype)
-        with warnings.catch_warnings():  # peft reads a deprecated transformers alias (harmless)
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = PeftModel.from_pretrained(model, source.path)
-        if merge:
-            model = model.merge_and_unload()
-        if (Path(source.path) / "tokenizer_config.json").is_file():
-            tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(source.path))
-    model.eval().requires_grad_(False)
-    return model, tokenizer
-
-
-# --------------------------------------------------------------------------------------------------
-# generation
-# --------------------------------------------------------------------------------------------------
-
-
-def _stream_seed(*keys: int) -> int:
-    """A torch seed from integer keys (``numpy.random.SeedSequence`` mixing: distinct keys, unrelated streams)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
-
-
-@dataclass
-class _Generations:
-    texts: list[list[str]]  # [sample][prompt]
-    lengths: FloatArray  # (s, n) tokens, EOS included
-    log_ratio: FloatArray  # (s, n) Σ_t log π − log π_ref (nan without a reference)
-
-
-def _same_vocab(a: Any, b: Any) -> bool:
-    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
-
-
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    samples_per_prompt: int = 1,
-    seed: int = 0,
-    batch_size: int = 16,
-    max_prompt_length: int = 128,
-    reference: tuple[Any, Any] | None = None,
-    on_batch: Any = None,
-) -> _Generations:
-    """``samples_per_prompt`` completions of every prompt, with their lengths and, given
-    ``reference=(model, tokenizer)`` and T > 0, the sequence log-ratios to the reference.
-
-    Batch b of sample k is drawn from torch's CPU stream seeded by ``(seed, k, b)`` inside
-    ``torch.random.fork_rng`` (the global RNG is left untouched), so equal models and seeds give equal
-    completions. A policy's tokenizer is set to left padding with a pad token (:func:`prepare_tokenizer`).
-    """
-    n = len(prompts)
-    prepare_tokenizer(tokenizer)
-    texts: list[list[str]] = [["" for _ in range(n)] for _ in range(samples_per_prompt)]
-    lengths = np.zeros((samples_per_prompt, n))
-    log_ratio = np.full((samples_per_prompt, n), np.nan)
-    ref_model = None
-    if reference is not None and temperature > 0 and _same_vocab(tokenizer, reference[1]):
-        ref_model = reference[0]
-    device = model_device(model)
-    view = ModelView(model)
-    with eval_mode(model):
-        for k in range(samples_per_prompt):
-            for b, start in enumerate(range(0, n, batch_size)):
-                rows = list(prompts[start : start + batch_size])
-                ids, mask = encode_prompts(tokenizer, rows, max_length=max_prompt_length)
-                ids, mask = ids.to(device), mask.to(device)
-                eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-                with torch.random.fork_rng(devices=[]), torch.no_grad():
-                    torch.manual_seed(_stream_seed(seed, k, b))
-                    out, out_mask, _ = sample_completions(  # temperature 0: greedy
-                        [(view, 1.0)],
-                        ids,
-                        mask,
-                        max_new_tokens=max_new_tokens,
-                        temperature=temperature,
-                        eos_token_id=eos,
-                        pad_token_id=pad,
-                    )
-                decoded = tokenizer.batch_decode(out.masked_fill(out_mask == 0, pad), skip_special_tokens=True)
-                texts[k][start : start + len(rows)] = decoded
-                lengths[k, start : start + len(rows)] = out_mask.sum(-1).cpu().numpy()
-                if ref_model is not None:
-                    log_ratio[k, start : start + len(rows)] = _log_ratio(
-                        model, ref_model, ids, mask, out, out_mask, temperature
-                    )
-                if on_batch is not None:
-                    on_batch()
-    return _Generations(texts, lengths, log_ratio)
-
-
-@torch.no_grad()
-def _log_ratio(
-    model: Any, ref_model: Any, ids: Tensor, mask: Tensor, out: Tensor, out_mask: Tensor, temperature: float
-) -> FloatArray:
-    """Σ_t log π_T(y_t) − log π_ref,T(y_t) per row (exactly 0 when the policy *is* the reference)."""
-    if ref_model is model:
-        return np.zeros(out.shape[0])
-    logp = completion_log_probs(ModelView(model), ids, mask, out, out_mask, temperature=temperature).sum(-1)
-    ref_device = model_device(ref_model)
-    with eval_mode(ref_model):
-        ref = completion_log_probs(
-            ModelView(ref_model),
-            ids.to(ref_device),
-            mask.to(ref_device),
-            out.to(ref_device),
-            out_mask.to(ref_device),
-            temperature=temperature,
-        ).sum(-1)
-    return (logp.double().cpu() - ref.double().cpu()).numpy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -563,73 +342,3 @@ def win_rate_matrices(
         )
 
     return results
-
-
-# --------------------------------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------------------------------
-
-
-def write_eval_report(result: WinRateResult, out_dir: str | Path, *, title: str = "") -> dict[str, Path]:
-    """Write ``win_rates.csv``, ``kl_ref.csv``, ``win_rates.png``, ``eval.md``, ``completions.jsonl``, ``eval.json``.
-
-    ``win_rates.csv`` has one row per ordered pair (row, column, win_rate, ci_low, ci_high, n);
-    ``kl_ref.csv`` one row per policy (policy, kl_ref, ci_low, ci_high, mean_length, avg_win_rate, n);
-    ``completions.jsonl`` every prompt's completions (policy, sample, prompt, completion); ``eval.json`` the
-    settings. Returns the paths.
-    """
-    from ..plotting import plot_win_rates
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "win_rates": out / "win_rates.csv",
-        "kl_ref": out / "kl_ref.csv",
-        "plot": out / "win_rates.png",
-        "markdown": out / "eval.md",
-        "completions": out / "completions.jsonl",
-        "settings": out / "eval.json",
-    }
-    names, n = result.names, result.n
-    with paths["win_rates"].open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["row", "column", "win_rate", "ci_low", "ci_high", "n"])
-        for i, row in enumerate(names):
-            for j, col in enumerate(names):
-                w.writerow(
-                    [
-                        row,
-                        col,
-                        repr(float(result.win_rate[i, j])),
-                        repr(float(result.ci_low[i, j])),
-                        repr(float(result.ci_high[i, j])),
-                        n,
-                    ]
-                )
-    with paths["kl_ref"].open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["policy", "kl_ref", "ci_low", "ci_high", "mean_length", "avg_win_rate", "n"])
-        for i, name in enumerate(names):
-            w.writerow(
-                [
-                    name,
-                    repr(float(result.kl_ref[i])),
-                    repr(float(result.kl_ci_low[i])),
-                    repr(float(result.kl_ci_high[i])),
-                    repr(float(result.mean_length[i])),
-                    repr(float(result.average_win_rate[i])),
-                    n,
-                ]
-            )
-    s = result.settings
-    desc = title or f"win rate (row vs column), {n} prompts, judge {s.get('judge', '?')}, T={s.get('temperature', '?')}"
-    plot_win_rates(result.win_rate, names, paths["plot"], ci_low=result.ci_low, ci_high=result.ci_high, title=desc)
-    paths["markdown"].write_text(f"# nashmp eval\n\n{result.to_markdown()}")
-    with paths["completions"].open("w") as fh:
-        for name, samples in result.completions.items():
-            for k, texts in enumerate(samples):
-                for prompt, text in zip(result.prompts, texts, strict=True):
-                    record = {"policy": name, "sample": k, "prompt": prompt, "completion": text}
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    paths["settings"].write_text(json.dumps(result.settings, indent=1, default=str))
-    return paths
