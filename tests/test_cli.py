@@ -375,3 +375,30 @@ def test_cli_command_modules_do_not_import_each_other() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("nashmp.cli."):
                 imported.add(node.module.removeprefix("nashmp.cli."))  # type: ignore[union-attr]
         assert not imported & commands, f"cli/{path.name} imports {sorted(imported & commands)}"
+
+
+def test_only_setup_libraries_errors_become_one_line(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError raised inside peft/accelerate (a user's setting they refuse) is one line with exit 2;
+    the same error raised by nashmp or anything else is a bug and surfaces as itself."""
+    import nashmp.cli.main as cli
+
+    namespace: dict[str, object] = {"__name__": "peft.tuners.tuners_utils"}
+    exec(  # noqa: S102 - a function whose frame belongs to peft, as peft's own raise does
+        "def refuse(args):\n    raise ValueError('Target modules {\\'x\\'} not found in the base model.\\nPlease check.')\n",
+        namespace,
+    )
+    argv = ["solve", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1", "--out", "o"]
+    monkeypatch.setattr(cli, "cmd_solve", namespace["refuse"])
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "nashmp: error: peft: Target modules {'x'} not found in the base model. Please check.\n"
+    )
+
+    def ours(args: object) -> int:
+        raise ValueError("a bug in nashmp")
+
+    monkeypatch.setattr(cli, "cmd_solve", ours)
+    with pytest.raises(ValueError, match="a bug in nashmp"):
+        main(argv)
