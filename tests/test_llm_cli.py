@@ -289,7 +289,19 @@ def test_accelerate_error_for_a_tracker_is_one_line(
         namespace,
     )
     monkeypatch.setattr(accelerate, "Accelerator", namespace["Accelerator"])
+    monkeypatch.setattr("nashmp.llm.trainer._installed_trackers", lambda: ["trackio"])
     assert main(["train", "--report-to", "trackio", "--output-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nashmp: error: accelerate") and err.count("\n") == 1, err
     assert "Unsupported logging capability: trackio." in err
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """accelerate only warns and drops a tracker whose package is missing; nashmp refuses the run instead."""
+    _no_model_loads(monkeypatch)
+    monkeypatch.setattr("nashmp.llm.trainer._installed_trackers", lambda: ["tensorboard"])
+    assert main(["train", "--report-to", "wandb", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nashmp: error: report_to ['wandb']: not installed") and err.count("\n") == 1, err

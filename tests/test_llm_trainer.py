@@ -272,10 +272,29 @@ def test_faithful_phases_switch_anchor_and_half(tmp_path: Path) -> None:
         assert torch.equal(h, s)
 
 
+@pytest.mark.parametrize(
+    ("schedule", "fields", "factors"),
+    [
+        ("constant_with_warmup", {"warmup_steps": 3}, [0, 1 / 3, 2 / 3, 1, 1, 1]),
+        ("constant_with_warmup", {"warmup_ratio": 0.5}, [0, 1 / 3, 2 / 3, 1, 1, 1]),  # ceil(0.5 · 6) = 3
+        ("linear", {"warmup_steps": 2}, [0, 0.5, 1, 0.75, 0.5, 0.25]),
+        ("constant", {"warmup_steps": 2}, [1] * 6),  # transformers' constant schedule ignores the warm-up
+    ],
+)
+def test_learning_rate_schedule_with_warmup(
+    tmp_path: Path, schedule: str, fields: dict[str, float], factors: list[float]
+) -> None:
+    """The logged learning rate is the transformers schedule's, one scheduler step per optimiser step."""
+    trainer = make_trainer(tmp_path, max_steps=6, learning_rate=1e-2, lr_scheduler_type=schedule, **fields)
+    history = trainer.train()
+    assert [row["learning_rate"] for row in history] == pytest.approx([1e-2 * f for f in factors])
+
+
 @pytest.mark.parametrize("algorithm", ["nash-mp", "nash-mp-faithful", "nash-prox", "nash-md", "egpo"])
 def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
     """A run killed after step 3 and resumed from checkpoint-2 ends exactly like an uninterrupted one."""
-    common = {"algorithm": algorithm, "max_steps": 4, "save_steps": 2, "inner_steps": 2, "opponent": "half"}
+    common = {"algorithm": algorithm, "max_steps": 4, "save_steps": 2, "inner_steps": 2, "opponent": "half",
+              "lr_scheduler_type": "linear", "warmup_steps": 2}  # the schedule's position is resumed too  # fmt: skip
     full = make_trainer(tmp_path / "full", **common)
     full_history = full.train()
 
@@ -319,6 +338,9 @@ def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
         ({"ema": 1.5}, "ema"),
         ({"temperature": 0.0}, "temperature"),
         ({"max_steps": 0}, "max_steps"),
+        ({"lr_scheduler_type": "cosine_annealing"}, "lr_scheduler_type"),
+        ({"warmup_ratio": 1.0}, "warmup_ratio"),
+        ({"warmup_steps": -1}, "warmup_steps"),
     ],
 )
 def test_bad_config_fields(fields: dict[str, object], message: str) -> None:

@@ -15,24 +15,11 @@ from typing import Any
 __all__ = ["add_train_arguments", "config_from_args"]
 
 
-def _field_type(name: str, annotation: Any) -> Any:
-    """argparse ``type=`` for a field: the configs' own typed coercion (one implementation for flags and YAML)."""
-    from .._fields import coerce_value
-    from ..errors import InvalidParameterError
-
-    def parse(text: str) -> Any:
-        try:
-            return coerce_value(name, text, annotation)
-        except InvalidParameterError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`NashMPConfig` field, its help generated from the field's docstring and type."""
     from .._fields import field_docs
     from ..llm.config import LLM_ALGORITHMS, LR_SCHEDULERS, OPPONENTS, NashMPConfig
+    from ._common import field_type
 
     parser.add_argument("--config", help="YAML file of NashMPConfig fields (flags below override it)")
     hints = typing.get_type_hints(NashMPConfig)
@@ -52,7 +39,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            type=_field_type(f.name, hints[f.name]),
+            type=field_type(f.name, hints[f.name]),
             default=argparse.SUPPRESS,  # only flags given explicitly override the YAML file
             metavar=type(default).__name__.upper() if default is not None else "VALUE",
             help=f"{text} [{kind}; default: {default}]".replace("%", "%%"),

@@ -245,6 +245,15 @@ class NashMPConfig:
             raise InvalidParameterError(f"unknown report_to {unknown}; choose from {list(TRACKERS)}.")
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        if self.use_peft and not self.lora_target_modules:
+            raise InvalidParameterError(
+                "lora_target_modules is empty; name the modules that get adapters (or all-linear)."
+            )
+        from .judges import parse_oracle_spec
+
+        parse_oracle_spec(self.oracle)  # the one parser of oracle specs (train and eval)
+        if self.eval_judge != "none":
+            parse_oracle_spec(self.eval_judge)
 
     @property
     def recipe(self) -> Recipe:
@@ -283,9 +292,8 @@ class NashMPConfig:
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" (line {where.line + 1})" if where is not None else ""
-            raise InvalidParameterError(
-                f"config file {p} is not valid YAML{at}: {getattr(exc, 'problem', exc)}."
-            ) from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever PyYAML says
+            raise InvalidParameterError(f"config file {p} is not valid YAML{at}: {problem}.") from None
         if not isinstance(data, dict):
             raise InvalidParameterError(f"config file {p} must hold a mapping of field: value.")
         data.update(overrides)

@@ -84,6 +84,12 @@ METRICS = {
 }
 
 
+def _installed_trackers() -> list[str]:
+    from accelerate.tracking import get_available_trackers
+
+    return [str(getattr(t, "value", t)) for t in get_available_trackers()]
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The complete ``checkpoint-N`` folder with the largest N in ``output_dir``, or None.
 
@@ -168,9 +174,11 @@ class NashMPTrainer:
 
             resolve_model_path(cfg.model_name_or_path)
         oracle_spec = cfg.oracle
-        from .judges import make_oracle
+        from .judges import make_oracle, parse_oracle_spec
 
-        if oracle is None and oracle_spec != "lm-judge":  # cheap oracles are built (and validated) first
+        judge_is_base = parse_oracle_spec(oracle_spec).kind == "lm-judge"  # the base model judges
+
+        if oracle is None and not judge_is_base:  # cheap oracles are built (and validated) first
             oracle = make_oracle(oracle_spec)
         if oracle is not None and not isinstance(oracle, PreferenceOracle):
             raise InvalidParameterError(f"oracle must be a PreferenceOracle, got {type(oracle).__name__}.")
@@ -178,6 +186,9 @@ class NashMPTrainer:
             eval_judge = make_oracle(cfg.eval_judge)
         self.eval_judge = eval_judge
         resume = self._resolve_resume(cfg)
+        missing = [t for t in cfg.trackers if t != "all" and t not in _installed_trackers()]
+        if missing:  # accelerate would only warn and drop them: the run would log nowhere the user asked
+            raise InvalidParameterError(f"report_to {missing}: not installed (pip install {' '.join(missing)}).")
 
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -209,7 +220,7 @@ class NashMPTrainer:
 
         self.tokenizer = prepare_tokenizer(tokenizer)
         judge_model = None
-        if oracle is None and oracle_spec == "lm-judge":  # a frozen copy of the base model judges
+        if oracle is None and judge_is_base:  # a frozen copy of the base model judges
             judge_model = copy.deepcopy(model).eval().requires_grad_(False)
         if cfg.gradient_checkpointing:
             # transformers ≥ 5.x names it activation checkpointing (the old name warns); non-reentrant, so
