@@ -6,6 +6,9 @@ One command (repository root); every finished run is cached under ``benchmarks/r
     .venv/bin/python benchmarks/llm_learning.py --workers 2                  # train what is missing, evaluate
     .venv/bin/python benchmarks/llm_learning.py --algos nash-mp --queries 600 # one algorithm, smaller budget
     .venv/bin/python benchmarks/llm_learning.py --sweep lr=5e-4,2e-3         # a defaults sweep (nash-mp)
+    # the same four algorithms on a preference learnable within a CPU budget (answers opening with "The")
+    .venv/bin/python benchmarks/llm_learning.py --suite starts-with --queries 480 \
+        --set oracle=starts-with:The,max_new_tokens=8
 
 Protocol. ``NashMPConfig`` defaults (LoRA r = 16 on q/k/v/o, ``num_generations`` = 4, ...) except the
 algorithm, trained against the default training oracle (``committee``) on the ``train`` split of the
@@ -17,8 +20,9 @@ prompts (training oracle and MiniLM embedding judge). Final evaluation
 per prompt at T = 0.7, judged by the training oracle and by the MiniLM ``EmbeddingJudge`` (a judge different
 from the training oracle), 95 % intervals over prompts, and each policy's KL(π‖π_ref) on its samples.
 
-Outputs: ``benchmarks/results/llm_learning/{<run>.csv,<run>.json}`` (per run), ``llm_learning.{md,json}``
-and ``docs/img/llm/llm_learning_curves.png``.
+Outputs: ``benchmarks/results/llm_learning/{<run>.csv,<run>.json}`` (per run), ``llm_learning[_<suite>].{md,json}``
+and ``docs/img/llm/llm_learning_curves[_<suite>].png``. The final evaluation judges with the runs' own
+training oracle (``--set oracle=...``) and the MiniLM judge, at the runs' ``max_new_tokens``.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def train_worker(args: argparse.Namespace) -> None:
     probe = NashMPConfig(algorithm=args.algo, **overrides)
     k = probe.num_generations
     per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
-    per_step = per_prompt * probe.per_device_train_batch_size
+    per_step = per_prompt * probe.per_device_train_batch_size * probe.gradient_accumulation_steps
     steps = math.ceil(args.queries / per_step)
     work = Path(args.workdir) / args.name
     cfg = NashMPConfig(algorithm=args.algo, max_steps=steps, output_dir=str(work), num_threads=1,
@@ -76,10 +80,27 @@ def train_worker(args: argparse.Namespace) -> None:
     (OUT / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
 
 
+def parse_set(text: str) -> dict[str, str]:
+    """``field=value,...`` (a value may hold commas only inside a ``committee:`` criteria list: use ``;``)."""
+    return {k: v.replace(";", ",") for k, v in (kv.split("=", 1) for kv in text.split(",") if kv)}
+
+
+def typed_overrides(overrides: dict[str, str]) -> dict[str, object]:
+    from nashmp._fields import coerce_fields
+    from nashmp.llm.config import NashMPConfig
+
+    return coerce_fields(NashMPConfig, overrides)
+
+
+def run_oracle(args: argparse.Namespace) -> str:
+    return str(parse_set(args.set).get("oracle", "committee"))
+
+
 def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     import torch
 
     torch.set_num_threads(1)
+    from nashmp.llm.config import NashMPConfig
     from nashmp.llm.evaluate import load_policy, win_rate_matrices
     from nashmp.llm.judges import make_oracle
     from nashmp.llm.prompts import default_prompts
@@ -88,8 +109,12 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     policies = {"ref": load_policy("ref")}
     for n in names:
         policies[n] = load_policy(json.loads((OUT / f"{n}.json").read_text())["final"])
-    judges = {name: make_oracle(name) for name in ("committee", "embedding")}
-    results = win_rate_matrices(policies, prompts, judges, samples_per_prompt=2, seed=1, reference="ref")
+    run = NashMPConfig(**typed_overrides(parse_set(args.set)))  # the runs' oracle and completion length
+    judges = {name: make_oracle(name) for name in (run.oracle, "embedding")}
+    results = win_rate_matrices(
+        policies, prompts, judges, samples_per_prompt=args.eval_samples, seed=1, reference="ref",
+        max_new_tokens=run.max_new_tokens,
+    )  # fmt: skip
     result: dict[str, object] = {}
     for judge_name, res in results.items():  # one generation, judged twice
         result[judge_name] = {"markdown": res.to_markdown(), "names": res.names,
@@ -98,7 +123,7 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def plot(names: list[str]) -> None:
+def plot(names: list[str], suite: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,7 +146,7 @@ def plot(names: list[str]) -> None:
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     axes[0].legend(fontsize=7)
     IMG.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMG / "llm_learning_curves.png", dpi=100)
+    fig.savefig(IMG / ("llm_learning_curves" + (f"_{suite}" if suite else "") + ".png"), dpi=100)
     plt.close(fig)
 
 
@@ -131,10 +156,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1200, help="preference queries per run")
     ap.add_argument("--eval-steps", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--eval-samples", type=int, default=4, help="final evaluation: samples per test prompt")
     ap.add_argument("--sweep", default="", help="field=v1,v2 (nash-mp runs with each value)")
     ap.add_argument("--set", default="", help="field=value,... applied to every run")
     ap.add_argument("--no-eval", action="store_true", help="train only (no final evaluation)")
     ap.add_argument("--workdir", default="/tmp/nashmp-llm-learning")
+    ap.add_argument("--suite", default="", help="name of this table: results go to llm_learning[_<suite>].{md,json}")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--algo", help=argparse.SUPPRESS)
     ap.add_argument("--name", help=argparse.SUPPRESS)
@@ -143,19 +170,13 @@ def main() -> None:
     if args.worker:
         train_worker(args)
         return
-    common = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)
+    common = parse_set(args.set)
     jobs = []
     if args.sweep:
         field, values = args.sweep.split("=", 1)
         jobs = [("nash-mp", {**common, field: v}) for v in values.split(",")]
     else:
         jobs = [(a, dict(common)) for a in args.algos.split(",")]
-
-    def typed(overrides: dict[str, str]) -> dict[str, object]:
-        from nashmp._fields import coerce_fields
-        from nashmp.llm.config import NashMPConfig
-
-        return coerce_fields(NashMPConfig, overrides)
 
     def launch(job: tuple[str, dict[str, str]]) -> str:
         algo, overrides = job
@@ -166,7 +187,7 @@ def main() -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--worker", "--algo", algo, "--name", name, "--queries", str(args.queries),
                "--eval-steps", str(args.eval_steps), "--workdir", args.workdir,
-               "--overrides", json.dumps(typed(overrides))]  # fmt: skip
+               "--overrides", json.dumps(typed_overrides(overrides))]  # fmt: skip
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
             print(f"{name}: FAILED\n{done.stderr[-2000:]}", flush=True)
@@ -178,21 +199,22 @@ def main() -> None:
         names = [n for n in pool.map(launch, jobs) if (OUT / f"{n}.json").exists()]
     if not names:
         return
-    plot(names)
+    plot(names, args.suite)
     if args.no_eval:
         return
     result = evaluate(names, args)
     summaries = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names}
-    (ROOT / "benchmarks" / "results" / "llm_learning.json").write_text(
+    stem = "llm_learning" + (f"_{args.suite}" if args.suite else "")
+    (ROOT / "benchmarks" / "results" / f"{stem}.json").write_text(
         json.dumps({"runs": summaries, "eval": result}, indent=1)
     )
-    lines = ["# Learning at equal preference queries (SmolLM2-135M, LoRA, committee training oracle)", ""]
+    lines = [f"# Learning at equal preference queries (SmolLM2-135M, LoRA, training oracle {run_oracle(args)})", ""]
     for n, s in summaries.items():
         lines.append(f"- {n}: {s['steps']} steps, {s['queries']} queries, {s['completions']} completions, "
                      f"{s['wall_s'] / 60:.1f} min")  # fmt: skip
     for judge_name, r in result.items():
         lines += ["", f"## Judge: {judge_name}", "", str(r["markdown"])]  # type: ignore[index]
-    (ROOT / "benchmarks" / "results" / "llm_learning.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "benchmarks" / "results" / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -205,12 +205,19 @@ def test_a_kill_during_save_leaves_latest_loadable(tmp_path: Path, monkeypatch: 
 
 
 def test_periodic_evaluation_is_logged_and_does_not_change_training(tmp_path: Path) -> None:
-    judge = CallableOracle(lambda x, a, b: [0.75] * len(a))
+    judged: list[list[str]] = []
+
+    def constant(x: list[str], a: list[str], b: list[str]) -> list[float]:
+        judged.append(list(x))
+        return [0.75] * len(a)
+
     plain = make(tmp_path / "plain", vowel_oracle(), max_steps=4)
     plain.train()
-    evaluated = make(tmp_path / "eval", vowel_oracle(), max_steps=4, eval_steps=2)
-    evaluated.eval_prompts, evaluated.eval_judge = PROMPTS[:3], judge
+    evaluated = make(tmp_path / "eval", vowel_oracle(), max_steps=4, eval_steps=2, eval_samples_per_prompt=3)
+    evaluated.eval_prompts, evaluated.eval_judge = PROMPTS[:3], CallableOracle(constant)
     evaluated.train()
+    # each held-out prompt judged eval_samples_per_prompt times, at steps 0, 2 and 4
+    assert judged == [[p for p in PROMPTS[:3] for _ in range(3)]] * 3
     for p, q in zip(plain.params, evaluated.params, strict=True):
         assert torch.equal(p, q)  # its own random stream: training is unchanged
     import csv

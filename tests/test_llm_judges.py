@@ -8,6 +8,7 @@ on purpose (server errors, garbage, slowness).
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import warnings
@@ -849,3 +850,23 @@ def test_load_prompts_from_datasets_folders(tmp_path: Path) -> None:
         load_prompts(str(tmp_path / "saved"), column="question")
     with pytest.raises(InvalidParameterError, match="cannot load dataset"):
         load_prompts("nobody/no-such-dataset-offline")
+
+
+def test_prefix_oracle_is_bradley_terry_on_the_opening() -> None:
+    from nashmp.llm.judges import make_oracle, parse_oracle_spec
+    from nashmp.llm.prefix_oracle import PrefixOracle
+
+    oracle = make_oracle("starts-with:The")
+    assert isinstance(oracle, PrefixOracle) and parse_oracle_spec("starts-with: The ").prefix == "The"
+    a = ["The sky is blue.", "  The end.", "Blue.", "Theory", "the sky"]
+    b = ["Blue.", "Red.", "The sky.", "The x", "Blue."]
+    p = oracle.probability(["q"] * 5, a, b)
+    sig4 = 1 / (1 + math.exp(-4))
+    np.testing.assert_allclose(p, [sig4, sig4, 1 - sig4, 0.5, 0.5])  # case-sensitive; "Theory" starts with it
+    np.testing.assert_allclose(p + oracle.probability(["q"] * 5, b, a), 1.0)
+    assert float(make_oracle("starts-with:The", sharpness=1.0).probability(["q"], ["The"], ["A"])[0]) == pytest.approx(
+        1 / (1 + math.exp(-1))
+    )
+    for bad in ("starts-with:", "starts-with:  "):
+        with pytest.raises(InvalidParameterError, match="starts-with needs a text"):
+            make_oracle(bad)

@@ -83,7 +83,8 @@ class NashMPConfig:
     """c of Nash-MD's geometric mixture π_θ^{1−c} π_ref^c (TRL's default 0.5)."""
     oracle: str = "committee"
     """Training preference oracle: ``committee`` (offline criteria), ``lm-judge`` (the base model as a
-    debiased pairwise judge) or ``http:<base_url>`` (an OpenAI-compatible server)."""
+    debiased pairwise judge), ``http:<base_url>`` (an OpenAI-compatible server) or ``starts-with:<text>``
+    (answers opening with the text win: a preference learnable in minutes, for demos)."""
 
     # ---------------------------------------------------------------- optimisation
     learning_rate: float = 1e-3
@@ -160,6 +161,9 @@ class NashMPConfig:
     """Every N steps (and before the first), the held-out win rate of π_θ against π_ref (0: never)."""
     eval_num_prompts: int = 16
     """How many held-out prompts that evaluation uses (the first ones of ``eval_dataset`` / the test split)."""
+    eval_samples_per_prompt: int = 2
+    """Completions of π_θ and of π_ref per held-out prompt in that evaluation (each π_θ sample is judged
+    against one π_ref sample): the standard error of a win rate near ½ is about 0.5/√(prompts · samples)."""
     eval_dataset: str | None = None
     """Held-out prompts for ``eval_steps`` (a file or ``datasets`` name; its ``test`` split if it has one);
     default: the ``test`` split of ``dataset`` (required for prompt files, which have no splits)."""
@@ -202,6 +206,7 @@ class NashMPConfig:
             "inner_steps",
             "num_generations",
             "eval_num_prompts",
+            "eval_samples_per_prompt",
             "per_device_train_batch_size",
             "gradient_accumulation_steps",
             "max_steps",

@@ -93,6 +93,7 @@ ORACLE_SPECS = (
     "lm-judge",
     "reward-model",
     "http:<base_url>",
+    "starts-with:<text>",
 )
 
 
@@ -100,20 +101,22 @@ class OracleSpec(NamedTuple):
     """A parsed oracle spec string: which oracle, and its argument (nothing is built or loaded)."""
 
     kind: str
-    """``committee``, ``embedding``, ``lm-judge``, ``reward-model`` or ``http``."""
+    """``committee``, ``embedding``, ``lm-judge``, ``reward-model``, ``http`` or ``starts-with``."""
     criteria: tuple[str, ...] = ()
     """``committee:<criterion,...>``: the criteria named (empty: the default committee)."""
     url: str = ""
     """``http:<base_url>``: the server's base URL (without the ``#model`` fragment)."""
     served: str = ""
     """``http:<base_url>#<model>``: the served model name from the fragment (may be empty)."""
+    prefix: str = ""
+    """``starts-with:<text>``: the opening text that wins."""
 
 
 def parse_oracle_spec(spec: object) -> OracleSpec:
     """The one parser of oracle specs (``nashmp train --oracle``, ``--eval-judge`` and ``nashmp eval --judge``).
 
     >>> parse_oracle_spec("committee:relevance, conciseness")
-    OracleSpec(kind='committee', criteria=('relevance', 'conciseness'), url='', served='')
+    OracleSpec(kind='committee', criteria=('relevance', 'conciseness'), url='', served='', prefix='')
     >>> parse_oracle_spec("http://127.0.0.1:8000/v1#judge").served
     'judge'
 
@@ -131,6 +134,10 @@ def parse_oracle_spec(spec: object) -> OracleSpec:
         if colon:
             raise InvalidParameterError(f"the {name} oracle takes no argument, got {spec!r}.")
         return OracleSpec(name)
+    if name == "starts-with":
+        if not arg.strip():
+            raise InvalidParameterError(f"starts-with needs a text, e.g. starts-with:The; got {spec!r}.")
+        return OracleSpec("starts-with", prefix=arg.strip())
     if name == "http" and arg:
         url, _, fragment = arg.partition("#")
         return OracleSpec("http", url=url, served=fragment)
@@ -157,6 +164,8 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
     * ``"lm-judge"`` → :class:`LMJudge` (kwargs ``model=``, ``tokenizer=`` required);
     * ``"reward-model"`` → :class:`RewardModelOracle` from ``reward_fn=``, or from a sequence classifier
       ``model=``, ``tokenizer=``;
+    * ``"starts-with:<text>"`` → :class:`~nashmp.llm.prefix_oracle.PrefixOracle` (answers opening with the
+      text win; kwarg ``sharpness``): a preference a small model learns in minutes, for demos;
     * ``"http:<base_url>"`` (or a bare ``http(s)://`` URL) → :class:`HTTPJudge`; the served model name is
       ``model=`` (a string) or the URL fragment: ``"http:http://127.0.0.1:8000/v1#qwen2.5-7b-instruct"``.
 
@@ -178,6 +187,12 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
         if parsed.criteria:
             kwargs.setdefault("criteria", parsed.criteria)
         return _build(CommitteeOracle, spec, **kwargs)
+    if parsed.kind == "starts-with":
+        from .prefix_oracle import PrefixOracle
+
+        kwargs.pop("model", None)
+        kwargs.pop("tokenizer", None)
+        return _build(PrefixOracle, spec, parsed.prefix, **kwargs)
     if parsed.kind == "embedding":
         kwargs.pop("model", None)
         kwargs.pop("tokenizer", None)

@@ -684,7 +684,8 @@ class NashMPTrainer:
     # ------------------------------------------------------------------ periodic held-out evaluation
     @torch.no_grad()
     def evaluate_win_rate(self) -> dict[str, float]:
-        """Held-out win rate of π_θ against π_ref: one completion of each per prompt, at temperature T.
+        """Held-out win rate of π_θ against π_ref: ``eval_samples_per_prompt`` completions of each per prompt,
+        at temperature T.
 
         Uses its own random stream (seeded by the step), so evaluating does not change training.
         """
@@ -693,12 +694,13 @@ class NashMPTrainer:
         device = self.accelerator.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), self.accelerator.autocast():
             torch.manual_seed(self.config.seed * 7919 + self.step)
-            ids, mask = self.encode_prompts(self.eval_prompts)
+            prompts = [x for x in self.eval_prompts for _ in range(self.config.eval_samples_per_prompt)]
+            ids, mask = self.encode_prompts(prompts)
             _, _, mine = self._sample_from("self", ids, mask)
             _, _, ref = self.sample([(self.ref_view, 1.0)], ids, mask)
-        out = {"eval_win_rate": float(np.mean(self.oracle.probability(self.eval_prompts, mine, ref)))}
+        out = {"eval_win_rate": float(np.mean(self.oracle.probability(prompts, mine, ref)))}
         if self.eval_judge is not None:
-            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(self.eval_prompts, mine, ref)))
+            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(prompts, mine, ref)))
         return out
 
     # ------------------------------------------------------------------ loop, logging, checkpoints
