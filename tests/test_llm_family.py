@@ -3,6 +3,7 @@ weights exactly, scores in eval mode, and draws per-process samples."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +260,28 @@ def test_held_out_prompts_come_from_a_test_split_or_eval_dataset(tmp_path: Path)
     assert NashMPTrainer._held_out_prompts(cfg) == ["four", "five"]
     default = NashMPTrainer._held_out_prompts(NashMPConfig(eval_steps=2))
     assert default == default_prompts("test") and not set(default) & set(default_prompts("train"))
+
+
+def test_sample_completions_are_logged_and_resume_drops_later_ones(tmp_path: Path) -> None:
+    """log_completions_steps: one JSONL record per prompt every N steps, the compared answers and P of the pair
+    as the oracle gave it; a resumed run rewrites what was logged after its checkpoint."""
+    oracle = vowel_oracle()
+    trainer = make(tmp_path, oracle, max_steps=4, log_completions_steps=2, save_steps=2)
+    trainer.train()
+    path = tmp_path / "run" / "completions.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [2] * 4 + [4] * 4  # B = 4 prompts, at steps 2 and 4
+    assert {r["prompt"] for r in records} <= set(PROMPTS)
+    for r in records:
+        want = float(oracle.probability([r["prompt"]], [r["completion"]], [r["other"]])[0])
+        assert r["preference"] == pytest.approx(want, abs=1e-6)
+    resumed = make(
+        tmp_path,
+        oracle,
+        max_steps=4,
+        log_completions_steps=2,
+        resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"),
+    )
+    assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [2] * 4
+    resumed.train()
+    assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [2] * 4 + [4] * 4

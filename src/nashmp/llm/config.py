@@ -161,6 +161,9 @@ class NashMPConfig:
     """Every N steps (and before the first), the held-out win rate of π_θ against π_ref (0: never)."""
     eval_num_prompts: int = 16
     """How many held-out prompts that evaluation uses (the first ones of ``eval_dataset`` / the test split)."""
+    log_completions_steps: int = 0
+    """Every N steps, append one sampled answer per prompt (with the answer it was compared with and the
+    oracle's preference) to ``completions.jsonl`` and send the first to the trackers as text (0: never)."""
     eval_samples_per_prompt: int = 2
     """Completions of π_θ and of π_ref per held-out prompt in that evaluation (each π_θ sample is judged
     against one π_ref sample): the standard error of a win rate near ½ is about 0.5/√(prompts · samples)."""
@@ -223,6 +226,10 @@ class NashMPConfig:
             raise InvalidParameterError(f"seed must be an integer ≥ 0, got {self.seed!r}.")
         if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
             raise InvalidParameterError(f"eval_steps must be an integer ≥ 0, got {self.eval_steps!r}.")
+        if not isinstance(self.log_completions_steps, int) or self.log_completions_steps < 0:
+            raise InvalidParameterError(
+                f"log_completions_steps must be an integer ≥ 0, got {self.log_completions_steps!r}."
+            )
         if not isinstance(self.save_steps, int) or self.save_steps < 0:
             raise InvalidParameterError(f"save_steps must be an integer ≥ 0, got {self.save_steps!r}.")
         if not 0 < self.ema <= 1:

@@ -84,6 +84,12 @@ METRICS = {
 }
 
 
+def _gather_objects(obj: Any) -> list[Any]:
+    from accelerate.utils import gather_object
+
+    return list(gather_object([obj]))
+
+
 def _installed_trackers() -> list[str]:
     from accelerate.tracking import get_available_trackers
 
@@ -266,6 +272,7 @@ class NashMPTrainer:
         self.queries = 0
         self.completions = 0
         self.history: list[dict[str, float]] = []
+        self._samples: list[tuple[str, str, str, float]] = []  # this step's (prompt, answer, other, P) per prompt
         self.output_dir = Path(cfg.output_dir)
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +296,7 @@ class NashMPTrainer:
                 import shutil
 
                 (out / "log.csv").unlink(missing_ok=True)
+                (out / "completions.jsonl").unlink(missing_ok=True)
                 for old in out.glob("checkpoint-*"):
                     shutil.rmtree(old, ignore_errors=True)
             return None
@@ -520,12 +528,15 @@ class NashMPTrainer:
             sample_seconds = time.perf_counter() - start
             p = self._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
             advantage = selfplay_advantages(p, k)
+            pairs = len(i)  # each prompt's first compared pair is the one a sample log shows
+            self._samples += [(x, first[r * pairs], second[r * pairs], float(p[r, 0])) for r, x in enumerate(prompts)]
         else:
             _, _, o_texts = self._sample_from(opponent, ids, mask)
             sample_seconds = time.perf_counter() - start
             rows = [x for x in prompts for _ in range(k)]
             p = self._preference(rows, texts, o_texts).view(len(prompts), k)
             advantage = paired_advantages(p)
+            self._samples += [(x, texts[r * k], o_texts[r * k], float(p[r, 0])) for r, x in enumerate(prompts)]
         self.completions += len(texts) * self.accelerator.num_processes
         analytic = cfg.kl_estimator == "analytic" and recipe.loss == "pg"
         with self._scoring_mode():  # score the policies that sampled (no dropout); π_θ with gradient
@@ -648,6 +659,7 @@ class NashMPTrainer:
     def training_step(self) -> dict[str, float]:
         """One optimiser step of the configured recipe; returns its metrics (see :data:`METRICS`)."""
         start = time.perf_counter()
+        self._samples = []
         self.model.train()
         self._run_events(self.recipe.before(self.config, self.step))
         accumulate = self.config.gradient_accumulation_steps
@@ -727,6 +739,8 @@ class NashMPTrainer:
             )
             if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps or "eval_win_rate" in row:
                 self._log(row)
+            if cfg.log_completions_steps and self.step % cfg.log_completions_steps == 0:
+                self._log_completions()
             if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
                 self.save_checkpoint()
         bar.close()
@@ -754,6 +768,24 @@ class NashMPTrainer:
             if new:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in METRICS})
+
+    def _log_completions(self) -> None:
+        """This step's sampled answers, one per prompt with the answer it was compared with and P(answer ≻ other),
+        appended to ``completions.jsonl`` and sent to the trackers as text."""
+        acc = self.accelerator
+        records = [{"step": self.step, "prompt": x, "completion": a, "other": b, "preference": p}
+                   for x, a, b, p in self._samples]  # fmt: skip
+        gathered = records if acc.num_processes == 1 else sum(_gather_objects(records), [])
+        if self.config.trackers and gathered:
+            first = gathered[0]
+            text = f"**prompt** {first['prompt']}\n\n**completion** {first['completion']}\n\n**other** {first['other']}"
+            acc.log(
+                {"samples/completion": text + f"\n\nP(completion ≻ other) = {first['preference']:.3f}"}, step=self.step
+            )
+        if acc.is_main_process:
+            with (self.output_dir / "completions.jsonl").open("a", encoding="utf-8") as fh:
+                for record in gathered:
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def save_checkpoint(self) -> Path:
         """``output_dir/checkpoint-{step}``: model, optimiser and RNG (accelerate), snapshots, state."""
@@ -812,6 +844,11 @@ class NashMPTrainer:
                 writer = csv.DictWriter(fh, fieldnames=list(METRICS))
                 writer.writeheader()
                 writer.writerows(rows)
+        samples = self.output_dir / "completions.jsonl"
+        if self.accelerator.is_main_process and samples.exists():  # the same for the sample log
+            kept = [line for line in samples.read_text(encoding="utf-8").splitlines()
+                    if line and json.loads(line)["step"] <= self.step]  # fmt: skip
+            samples.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def save_model(self, path: str | Path) -> Path:
         """The policy as safetensors (adapters only with LoRA) plus the tokenizer: loadable by ``nashmp eval``."""
