@@ -285,3 +285,20 @@ def test_sample_completions_are_logged_and_resume_drops_later_ones(tmp_path: Pat
     assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [2] * 4
     resumed.train()
     assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [2] * 4 + [4] * 4
+
+
+def test_report_to_tensorboard_logs_metrics_and_sample_text(tmp_path: Path) -> None:
+    """report_to=tensorboard (installs offline): the trainer's metrics and sample completions reach the event file."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make(tmp_path, vowel_oracle(), max_steps=2, report_to=["tensorboard"], log_completions_steps=1)
+    trainer.train()
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events, "an event file was written"
+    acc = EventAccumulator(str(events[0].parent), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"loss", "kl_ref", "learning_rate", "queries"} <= scalars
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2]
+    assert any("samples/completion" in tag for tag in acc.Tags()["tensors"])

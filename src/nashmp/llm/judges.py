@@ -91,7 +91,8 @@ ORACLE_SPECS = (
     "committee:<criterion,...>",
     "embedding",
     "lm-judge",
-    "reward-model",
+    "lm-judge:<model>",
+    "reward-model:<model>",
     "http:<base_url>",
     "starts-with:<text>",
 )
@@ -110,6 +111,9 @@ class OracleSpec(NamedTuple):
     """``http:<base_url>#<model>``: the served model name from the fragment (may be empty)."""
     prefix: str = ""
     """``starts-with:<text>``: the opening text that wins."""
+    model: str = ""
+    """``lm-judge:<model>`` / ``reward-model:<model>``: a local folder, a hub id in the local cache or an
+    offline alias (empty for ``lm-judge``: a frozen copy of the policy's base model)."""
 
 
 def parse_oracle_spec(spec: object) -> OracleSpec:
@@ -130,9 +134,11 @@ def parse_oracle_spec(spec: object) -> OracleSpec:
         name, arg = "http", spec
     if name == "committee":
         return OracleSpec("committee", criteria=tuple(c.strip() for c in arg.split(",") if c.strip()))
+    if name in ("lm-judge", "reward-model") and arg.strip():
+        return OracleSpec(name, model=arg.strip())
     if name in ("embedding", "lm-judge", "reward-model"):
         if colon:
-            raise InvalidParameterError(f"the {name} oracle takes no argument, got {spec!r}.")
+            raise InvalidParameterError(f"the {name} oracle needs a model after the colon, got {spec!r}.")
         return OracleSpec(name)
     if name == "starts-with":
         if not arg.strip():
@@ -161,9 +167,11 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
 
     * ``"committee"`` or ``"committee:sentiment,relevance"`` → :class:`CommitteeOracle` (kwargs: ``sharpness``,
       ``length_scale``, ``target_words``, ``quality``);
-    * ``"lm-judge"`` → :class:`LMJudge` (kwargs ``model=``, ``tokenizer=`` required);
+    * ``"lm-judge"`` → :class:`LMJudge` (kwargs ``model=``, ``tokenizer=`` required); ``"lm-judge:<model>"``
+      loads that causal LM (a local folder, a hub id in the local cache, ``smollm2``);
     * ``"reward-model"`` → :class:`RewardModelOracle` from ``reward_fn=``, or from a sequence classifier
-      ``model=``, ``tokenizer=``;
+      ``model=``, ``tokenizer=``; ``"reward-model:<model>"`` loads that sequence classifier (one logit:
+      Bradley–Terry σ(r₁ − r₂));
     * ``"starts-with:<text>"`` → :class:`~nashmp.llm.prefix_oracle.PrefixOracle` (answers opening with the
       text win; kwarg ``sharpness``): a preference a small model learns in minutes, for demos;
     * ``"http:<base_url>"`` (or a bare ``http(s)://`` URL) → :class:`HTTPJudge`; the served model name is
@@ -200,6 +208,13 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
     if parsed.kind in ("lm-judge", "reward-model"):
         if parsed.kind == "reward-model" and "reward_fn" in kwargs:
             return _build(RewardModelOracle, spec, **kwargs)
+        if parsed.model and "model" not in kwargs:  # the named judge model is loaded here
+            from .models import load_model_and_tokenizer, load_sequence_classifier
+
+            load = load_model_and_tokenizer if parsed.kind == "lm-judge" else load_sequence_classifier
+            judge, judge_tokenizer = load(parsed.model)
+            kwargs["model"] = judge.eval().requires_grad_(False)
+            kwargs["tokenizer"] = judge_tokenizer
         missing = [k for k in ("model", "tokenizer") if k not in kwargs]
         if missing:
             raise InvalidParameterError(

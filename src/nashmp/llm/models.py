@@ -162,6 +162,30 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+def load_sequence_classifier(name_or_path: str, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a reward model: an ``AutoModelForSequenceClassification`` with one logit r(x, y)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = resolve_model_path(name_or_path)
+    if source in OFFLINE_ALIASES:
+        raise InvalidParameterError(f"{name_or_path} is a causal LM, not a reward model; give a sequence classifier.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (ValueError, ImportError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"cannot load reward model {name_or_path}: {first}") from None
+    if model.config.num_labels != 1:
+        raise InvalidParameterError(
+            f"reward model {name_or_path} has {model.config.num_labels} labels; a reward model has one (num_labels=1)."
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
 def prepare_tokenizer(tokenizer: Any) -> Any:
     """Left padding (prompts are right-aligned so generation continues them) and a pad token."""
     if tokenizer.pad_token is None:

@@ -182,9 +182,15 @@ class NashMPTrainer:
         oracle_spec = cfg.oracle
         from .judges import make_oracle, parse_oracle_spec
 
-        judge_is_base = parse_oracle_spec(oracle_spec).kind == "lm-judge"  # the base model judges
+        parsed = parse_oracle_spec(oracle_spec)
+        judge_is_base = parsed.kind == "lm-judge" and not parsed.model  # a frozen copy of the base model judges
+        named_judge = oracle is None and bool(parsed.model)  # lm-judge:<model> / reward-model:<model>
+        if named_judge:
+            from .models import resolve_model_path
 
-        if oracle is None and not judge_is_base:  # cheap oracles are built (and validated) first
+            resolve_model_path(parsed.model)  # a missing judge model fails before anything loads
+
+        if oracle is None and not judge_is_base and not named_judge:  # cheap oracles are built (and validated) first
             oracle = make_oracle(oracle_spec)
         if oracle is not None and not isinstance(oracle, PreferenceOracle):
             raise InvalidParameterError(f"oracle must be a PreferenceOracle, got {type(oracle).__name__}.")
@@ -263,7 +269,12 @@ class NashMPTrainer:
         if self._peft:  # checkpoints hold the adapters only, not a copy of the frozen base model
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
-        if oracle is None:  # the LM judge: a frozen copy of the base model
+        if oracle is None and named_judge:  # a judge model of its own, on this process's device
+            oracle = make_oracle(oracle_spec)
+            for holder in (oracle, getattr(oracle, "reward_fn", None)):  # LMJudge.model, the reward model's
+                if isinstance(getattr(holder, "model", None), torch.nn.Module):
+                    holder.model.to(self.accelerator.device)  # type: ignore[union-attr]
+        elif oracle is None:  # the LM judge: a frozen copy of the base model
             oracle = make_oracle(oracle_spec, model=judge_model, tokenizer=self.tokenizer)
         self.oracle = oracle
         # per-process sampling streams (checkpointed per process by accelerate's save_state)
