@@ -42,6 +42,9 @@ class NashMPConfig:
     """Column (or JSON key) holding the prompt text."""
     dataset_split: str = "train"
     """Split to train on (the default set has ``train``/``test``/``all``; evaluation uses ``test``)."""
+    system_prompt: str | None = None
+    """A system turn prepended (through the chat template) to every prompt that has none; None: the
+    template's own default."""
     max_prompt_length: int = 128
     """Prompts are left-truncated to this many tokens (after the chat template)."""
     max_new_tokens: int = 48

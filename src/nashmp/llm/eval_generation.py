@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .._numerics import FloatArray
 from .models import prepare_tokenizer
+from .prompts import Prompt
 from .sampling import ModelView, completion_log_probs, encode_prompts, eval_mode, model_device, sample_completions
 
 __all__ = ["generate", "encode_prompts"]
@@ -38,7 +39,7 @@ def _same_vocab(a: Any, b: Any) -> bool:
 def generate(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     *,
     max_new_tokens: int,
     temperature: float,

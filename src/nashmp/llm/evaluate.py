@@ -66,6 +66,7 @@ from ..oracles import PreferenceOracle
 from .eval_generation import _Generations, _stream_seed, generate  # noqa: F401
 from .eval_policies import REFERENCE_NAMES, PolicySource, load_policy, resolve_policy
 from .eval_report import write_eval_report
+from .prompts import Prompt, as_prompt, prompt_text
 from .sampling import encode_prompts
 
 __all__ = [
@@ -184,7 +185,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def win_rate_matrix(
-    policies: Mapping[str, tuple[Any, Any]], prompts: Sequence[str], judge: PreferenceOracle, **options: Any
+    policies: Mapping[str, tuple[Any, Any]], prompts: Sequence[Prompt], judge: PreferenceOracle, **options: Any
 ) -> WinRateResult:
     """The win-rate matrix under one judge: :func:`win_rate_matrices` with ``{"judge": judge}``."""
     return win_rate_matrices(policies, prompts, {"judge": judge}, **options)["judge"]
@@ -192,7 +193,7 @@ def win_rate_matrix(
 
 def win_rate_matrices(
     policies: Mapping[str, tuple[Any, Any]],
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     judges: Mapping[str, PreferenceOracle],
     *,
     max_new_tokens: int = 48,
@@ -228,7 +229,7 @@ def win_rate_matrices(
     names = list(policies)
     if not names:
         raise InvalidParameterError("win_rate_matrix needs at least one policy.")
-    prompts = [str(p) for p in prompts]
+    prompts = [as_prompt(p, "evaluation prompts") for p in prompts]
     if not prompts:
         raise InvalidParameterError("win_rate_matrix needs at least one prompt.")
     if not judges:
@@ -294,7 +295,7 @@ def win_rate_matrices(
                 p = np.full(len(a), 0.5)
                 differ = [r for r in range(len(a)) if a[r] != b[r]]
                 if differ:
-                    contexts = [prompts[r % n] for r in differ]
+                    contexts = [prompt_text(prompts[r % n]) for r in differ]
                     p[differ] = judge.probability(contexts, [a[r] for r in differ], [b[r] for r in differ])
                 per_prompt[i, j] = p.reshape(s, n).mean(axis=0)
                 per_prompt[j, i] = 1.0 - per_prompt[i, j]
@@ -328,7 +329,7 @@ def win_rate_matrices(
         }
         results[judge_name] = WinRateResult(
             names=names,
-            prompts=prompts,
+            prompts=[prompt_text(x) for x in prompts],  # the report shows what the judges read
             win_rate=win,
             ci_low=low,
             ci_high=high,

@@ -1,5 +1,11 @@
 """Prompt sets for LLM training and evaluation: the shipped default set, local files, or a ``datasets`` name.
 
+A prompt is either a string (TRL's *standard* prompt-only format, ``{"prompt": "..."}``) or a conversation
+(TRL's *conversational* format, ``{"prompt": [{"role": "system", "content": ...}, {"role": "user", ...}]}``):
+roles ``system``, ``user`` and ``assistant``, ending with a ``user`` turn. The policy reads the whole
+conversation through the tokenizer's chat template (applied once, with no second BOS); preference oracles
+read :func:`prompt_text`, the last user turn (the question being answered).
+
 The default set (``nashmp/llm/data/prompts.jsonl``, 215 prompts written for this project) holds short
 instructions, questions, advice and creative requests that a small model can answer in one to three
 sentences, so that runs on a CPU finish and judges compare complete answers.
@@ -19,7 +25,11 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
-__all__ = ["default_prompts", "load_prompts"]
+__all__ = ["Prompt", "as_prompt", "default_prompts", "load_prompts", "prompt_messages", "prompt_text"]
+
+#: a prompt: plain text, or a conversation (a tuple of ``{"role", "content"}`` messages ending with a user turn)
+Prompt = str | tuple[dict[str, str], ...]
+_ROLES = ("system", "user", "assistant")
 
 _FILE_SUFFIXES = (".jsonl", ".json", ".txt")
 
@@ -50,6 +60,47 @@ def default_prompts(split: str = "all") -> list[str]:
         raise InvalidParameterError(f"the default prompt set has splits {list(DEFAULT_SPLITS)}, not {split!r}.")
     held_out = split == "test"
     return [p for i, p in enumerate(prompts) if (i % 5 == 4) == held_out]
+
+
+def as_prompt(value: Any, where: str = "prompt") -> Prompt:
+    """A string (stripped) or a validated conversation (a tuple of ``{"role", "content"}`` dicts).
+
+    >>> as_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi? "}])[1]
+    {'role': 'user', 'content': 'Hi?'}
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list | tuple) and value:
+        messages = []
+        for n, message in enumerate(value):
+            if not (
+                isinstance(message, dict)
+                and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)
+            ):
+                raise InvalidParameterError(
+                    f"{where}: message {n} of a conversation must be {{'role': ..., 'content': <text>}}, got {message!r}."
+                )
+            if message["role"] not in _ROLES:
+                raise InvalidParameterError(f"{where}: unknown role {message['role']!r}; use one of {list(_ROLES)}.")
+            messages.append({"role": message["role"], "content": message["content"].strip()})
+        if messages[-1]["role"] != "user":
+            raise InvalidParameterError(f"{where}: a conversational prompt must end with a user turn (the question).")
+        return tuple(messages)
+    raise InvalidParameterError(f"{where}: a prompt is a string or a list of messages, got {value!r}.")
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """What a preference oracle reads: the prompt itself, or a conversation's last user turn."""
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+def prompt_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The chat messages of a prompt; ``system_prompt`` is prepended when the prompt has no system turn."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
 
 
 def _pick(record: Any, column: str, where: str) -> Any:
@@ -125,7 +176,7 @@ def _from_datasets(spec: str, column: str, split: str) -> list[Any]:
     return list(dataset[column])
 
 
-def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", split: str = "train") -> list[str]:
+def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", split: str = "train") -> list[Prompt]:
     """Prompts from the default set, a local file, or a Hugging Face ``datasets`` name or folder.
 
     * ``None`` or ``"default"``: :func:`default_prompts` of ``split`` (train / test / all);
@@ -135,14 +186,15 @@ def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", spli
     * anything else (a hub name such as ``"owner/name"``, or a local folder): ``datasets.load_dataset(spec,
       split=split)[column]`` (``datasets`` is imported only then).
 
-    Blank prompts are dropped and surrounding whitespace is stripped; order and duplicates are kept.
+    Each value is a string or a conversation (module docs); blank prompts are dropped and surrounding
+    whitespace is stripped; order and duplicates are kept.
 
     Raises:
         InvalidParameterError: a missing file, an unreadable record, a missing column, or no prompts at all.
         ImportError: a dataset name was given but ``datasets`` is not installed.
     """
     if spec is None or spec == "default":
-        return default_prompts(split)
+        return list[Prompt](default_prompts(split))
     path = Path(spec).expanduser()
     where = f"prompt file {str(spec)!r}"
     if path.is_file():
@@ -169,14 +221,15 @@ def load_prompts(spec: str | Path | None = None, *, column: str = "prompt", spli
         )
     else:
         raw = _from_datasets(str(spec), column, split)
-    prompts = []
+    prompts: list[Prompt] = []
     for value in raw:
         if value is None:
             continue
-        if not isinstance(value, str):
+        if not isinstance(value, str | list | tuple):
             raise InvalidParameterError(f"{where} has a non-text prompt {value!r} in column {column!r}.")
-        if value.strip():
-            prompts.append(value.strip())
+        prompt = as_prompt(value, where)
+        if prompt:
+            prompts.append(prompt)
     if not prompts:
         raise InvalidParameterError(f"dataset {str(spec)!r} has no prompts in column {column!r}.")
     return prompts

@@ -16,10 +16,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from ..errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from .prompts import Prompt
 
 __all__ = [
     "ModelView",
@@ -72,19 +77,29 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
             p.data, v.data = v.data, p.data
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, max_length: int = 128) -> tuple[Tensor, Tensor]:
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[Prompt], *, max_length: int = 128, system_prompt: str | None = None
+) -> tuple[Tensor, Tensor]:
     """Chat-template (when the tokenizer has one), left-pad and left-truncate to ``max_length`` tokens.
 
-    Left padding right-aligns the prompts so that generation continues every row at the same column;
-    left truncation keeps the end of a long prompt (the generation prompt of the chat template).
+    A prompt is a string (one user turn) or a conversation (:mod:`nashmp.llm.prompts`); ``system_prompt``
+    is prepended to prompts without a system turn. The template's text is tokenized without adding special
+    tokens again (the template already holds them). Left padding right-aligns the prompts so that generation
+    continues every row at the same column; left truncation keeps the end of a long prompt.
     """
+    from .prompts import prompt_messages
+
     if getattr(tokenizer, "chat_template", None):
         texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            tokenizer.apply_chat_template(prompt_messages(p, system_prompt), add_generation_prompt=True, tokenize=False)
             for p in prompts
         ]
+    elif all(isinstance(p, str) for p in prompts) and not system_prompt:
+        texts = [str(p) for p in prompts]
     else:
-        texts = list(prompts)
+        raise InvalidParameterError(
+            "conversational prompts and system_prompt need a tokenizer with a chat template; this one has none."
+        )
     side, padding = tokenizer.truncation_side, tokenizer.padding_side
     tokenizer.truncation_side, tokenizer.padding_side = "left", "left"
     try:

@@ -52,6 +52,7 @@ from ..online.estimators import (
 )
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
+from .prompts import Prompt, prompt_text
 from .sampling import (
     ModelView,
     completion_log_probs,
@@ -154,8 +155,8 @@ class NashMPTrainer:
         model: Any = None,
         tokenizer: Any = None,
         oracle: PreferenceOracle | None = None,
-        prompts: Sequence[str] | None = None,
-        eval_prompts: Sequence[str] | None = None,
+        prompts: Sequence[Prompt] | None = None,
+        eval_prompts: Sequence[Prompt] | None = None,
         eval_judge: PreferenceOracle | None = None,
     ) -> None:
         if not isinstance(config, NashMPConfig):
@@ -167,12 +168,14 @@ class NashMPTrainer:
 
         if prompts is None:
             prompts = load_prompts(cfg.dataset, column=cfg.prompt_column, split=cfg.dataset_split)
-        self.prompts = [str(p) for p in prompts]
+        from .prompts import as_prompt
+
+        self.prompts = [as_prompt(p, "training prompts") for p in prompts]
         if not self.prompts:
             raise InvalidParameterError("the prompt set is empty; give a dataset with at least one prompt.")
         if cfg.eval_steps and eval_prompts is None:
             eval_prompts = self._held_out_prompts(cfg)
-        self.eval_prompts = [str(p) for p in (eval_prompts or [])][: cfg.eval_num_prompts]
+        self.eval_prompts = [as_prompt(p, "evaluation prompts") for p in (eval_prompts or [])][: cfg.eval_num_prompts]
         if (model is None) != (tokenizer is None):
             raise InvalidParameterError("pass both model and tokenizer, or neither (then config.model_name_or_path).")
         if model is None:
@@ -340,7 +343,7 @@ class NashMPTrainer:
         return path
 
     @staticmethod
-    def _held_out_prompts(cfg: NashMPConfig) -> list[str]:
+    def _held_out_prompts(cfg: NashMPConfig) -> list[Prompt]:
         """Prompts of the periodic evaluation: ``eval_dataset``, else the ``test`` split of ``dataset``."""
         from .prompts import load_prompts
 
@@ -463,7 +466,7 @@ class NashMPTrainer:
                     weight.copy_(original)
 
     # ------------------------------------------------------------------ data
-    def _batch_prompts(self, step: int) -> list[str]:
+    def _batch_prompts(self, step: int) -> list[Prompt]:
         """This process's prompts for micro-batch ``step``: a seeded permutation per epoch, sliced per process."""
         acc, per = self.accelerator, self.config.per_device_train_batch_size
         global_batch = per * acc.num_processes
@@ -476,9 +479,11 @@ class NashMPTrainer:
             rows.append(self.prompts[int(perm[pos])])
         return rows
 
-    def encode_prompts(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def encode_prompts(self, prompts: Sequence[Prompt]) -> tuple[Tensor, Tensor]:
         """Chat-templated, left-padded, left-truncated prompt ids on this process's device."""
-        ids, mask = encode_prompts(self.tokenizer, prompts, max_length=self.config.max_prompt_length)
+        ids, mask = encode_prompts(
+            self.tokenizer, prompts, max_length=self.config.max_prompt_length, system_prompt=self.config.system_prompt
+        )
         return ids.to(self.accelerator.device), mask.to(self.accelerator.device)
 
     def sample(
@@ -517,13 +522,13 @@ class NashMPTrainer:
         group = 1 if self.config.gradient_checkpointing and torch.is_grad_enabled() else k
         return completion_log_probs(view, ids, mask, comp, comp_mask, temperature=temperature, group=group, full=full)
 
-    def _preference(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> Tensor:
-        p = self.oracle.probability(list(prompts), list(first), list(second))
+    def _preference(self, prompts: Sequence[Prompt], first: Sequence[str], second: Sequence[str]) -> Tensor:
+        p = self.oracle.probability([prompt_text(x) for x in prompts], list(first), list(second))
         self.queries += len(first) * self.accelerator.num_processes
         return torch.as_tensor(p, dtype=torch.float32, device=self.accelerator.device)
 
     # ------------------------------------------------------------------ the recipe's loss
-    def _loss(self, prompts: list[str]) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, prompts: list[Prompt]) -> tuple[Tensor, dict[str, float]]:
         """The recipe's loss on this step's prompts: k completions each, every one in the gradient."""
         cfg, recipe, k = self.config, self.recipe, self.config.num_generations
         ids, mask = self.encode_prompts(prompts)
@@ -540,14 +545,18 @@ class NashMPTrainer:
             p = self._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
             advantage = selfplay_advantages(p, k)
             pairs = len(i)  # each prompt's first compared pair is the one a sample log shows
-            self._samples += [(x, first[r * pairs], second[r * pairs], float(p[r, 0])) for r, x in enumerate(prompts)]
+            self._samples += [
+                (prompt_text(x), first[r * pairs], second[r * pairs], float(p[r, 0])) for r, x in enumerate(prompts)
+            ]
         else:
             _, _, o_texts = self._sample_from(opponent, ids, mask)
             sample_seconds = time.perf_counter() - start
             rows = [x for x in prompts for _ in range(k)]
             p = self._preference(rows, texts, o_texts).view(len(prompts), k)
             advantage = paired_advantages(p)
-            self._samples += [(x, texts[r * k], o_texts[r * k], float(p[r, 0])) for r, x in enumerate(prompts)]
+            self._samples += [
+                (prompt_text(x), texts[r * k], o_texts[r * k], float(p[r, 0])) for r, x in enumerate(prompts)
+            ]
         self.completions += len(texts) * self.accelerator.num_processes
         analytic = cfg.kl_estimator == "analytic" and recipe.loss == "pg"
         with self._scoring_mode():  # score the policies that sampled (no dropout); π_θ with gradient
@@ -611,7 +620,7 @@ class NashMPTrainer:
                 for layer in layers:
                     layer.training = False
 
-    def _accumulate(self, batches: Sequence[list[str]]) -> dict[str, float]:
+    def _accumulate(self, batches: Sequence[list[Prompt]]) -> dict[str, float]:
         """Backward of the mean loss over the micro-batches (gradient accumulation); their mean metrics."""
         rows = []
         for n, prompts in enumerate(batches):
@@ -624,7 +633,7 @@ class NashMPTrainer:
         out["sample_seconds"] = float(sum(r["sample_seconds"] for r in rows))
         return out
 
-    def _extragradient_step(self, batches: Sequence[list[str]]) -> dict[str, float]:
+    def _extragradient_step(self, batches: Sequence[list[Prompt]]) -> dict[str, float]:
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
         # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
         start = _snapshot(self.params)
@@ -721,9 +730,10 @@ class NashMPTrainer:
             ids, mask = self.encode_prompts(prompts)
             _, _, mine = self._sample_from("self", ids, mask)
             _, _, ref = self.sample([(self.ref_view, 1.0)], ids, mask)
-        out = {"eval_win_rate": float(np.mean(self.oracle.probability(prompts, mine, ref)))}
+        texts = [prompt_text(x) for x in prompts]
+        out = {"eval_win_rate": float(np.mean(self.oracle.probability(texts, mine, ref)))}
         if self.eval_judge is not None:
-            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(prompts, mine, ref)))
+            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(texts, mine, ref)))
         return out
 
     # ------------------------------------------------------------------ loop, logging, checkpoints
