@@ -257,3 +257,26 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
         make_oracle(f"reward-model:{_saved_reward_model(tmp_path / 'two', num_labels=2)}")
     with pytest.raises(InvalidParameterError, match="needs a model after the colon"):
         NashMPConfig(oracle="reward-model:")
+
+
+@pytest.mark.parametrize(
+    ("kind", "stage", "refused"),
+    [
+        ("FSDP", None, True),
+        ("DEEPSPEED", 3, True),
+        ("DEEPSPEED", 2, False),
+        ("MULTI_GPU", None, False),
+        ("NO", None, False),
+    ],
+)
+def test_launchers_that_shard_parameters_are_refused(kind: str, stage: int | None, refused: bool) -> None:
+    """FSDP and ZeRO-3 shard the parameters the snapshots need whole: one clear error; DDP and ZeRO-2 pass."""
+    from accelerate.utils import DistributedType
+
+    from nashmp.llm.trainer import check_parameter_sharding
+
+    if refused:
+        with pytest.raises(InvalidParameterError, match="shards the parameters"):
+            check_parameter_sharding(DistributedType[kind], stage)
+    else:
+        check_parameter_sharding(DistributedType[kind], stage)

@@ -373,7 +373,7 @@ def test_garbage_judge_is_an_error_not_a_tie(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_process_accelerate_launch(tmp_path: Path) -> None:
-    """``accelerate launch --multi_gpu --num_processes 2`` on CPU: DDP keeps both replicas identical.
+    """``accelerate launch --config_file configs/accelerate/ddp.yaml`` on CPU: DDP keeps both replicas identical.
 
     (``accelerate launch --cpu`` always starts a single process; see the README's scale-out section.)
     """
@@ -383,15 +383,8 @@ def test_two_process_accelerate_launch(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--multi_gpu",  # torchrun; on a machine without GPU the trainer selects accelerate's MULTI_CPU (gloo)
+        "--config_file",  # the shipped DDP config: 2 processes, torchrun; without a GPU the trainer selects
+        str(Path(__file__).parents[1] / "configs" / "accelerate" / "ddp.yaml"),  # accelerate's MULTI_CPU (gloo)
         "--main_process_port",
         str(29500 + os.getpid() % 1000),
         str(script),

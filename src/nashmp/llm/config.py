@@ -117,7 +117,8 @@ class NashMPConfig:
     would be dropped by the checkpointed layers)."""
     mixed_precision: str = "no"
     """``no``, ``bf16`` or ``fp16``: accelerate's autocast around sampling and scoring, weights stay in ``dtype``
-    (fp16 needs a GPU; bf16 on a CPU without native bf16 is much slower than fp32)."""
+    (bf16 on a CPU without native bf16 is much slower than fp32). ``no`` requests nothing, so the setting of
+    ``accelerate launch`` (flag or config file, e.g. configs/accelerate/ddp_bf16.yaml) applies."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     weight_decay: float = 0.0

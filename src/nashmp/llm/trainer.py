@@ -85,6 +85,23 @@ METRICS = {
 }
 
 
+def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None) -> None:
+    """Refuse launchers that shard parameters: the EMA anchor, the half-step copy and π_ref-by-adapter need
+    whole parameters on every rank (DDP and DeepSpeed ZeRO-1/2 keep them whole)."""
+    from accelerate.utils import DistributedType
+
+    if distributed_type == DistributedType.FSDP:
+        raise InvalidParameterError(
+            "FSDP shards the parameters, and the trainer's snapshots need them whole: launch with DDP "
+            "(configs/accelerate/ddp.yaml) or DeepSpeed ZeRO-2 (configs/accelerate/zero2.yaml)."
+        )
+    if distributed_type == DistributedType.DEEPSPEED and zero_stage is not None and int(zero_stage) >= 3:
+        raise InvalidParameterError(
+            "DeepSpeed ZeRO-3 shards the parameters, and the trainer's snapshots need them whole: use ZeRO-2 "
+            "(configs/accelerate/zero2.yaml) or DDP."
+        )
+
+
 def _gather_objects(obj: Any) -> list[Any]:
     from accelerate.utils import gather_object
 
@@ -219,10 +236,13 @@ class NashMPTrainer:
                 cpu=cfg.use_cpu or not has_accelerator,
                 log_with=cfg.trackers or None,
                 project_dir=cfg.output_dir,
-                mixed_precision=cfg.mixed_precision,
+                # "no" requests nothing, so `accelerate launch --mixed_precision bf16` (or its config file) applies
+                mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
             )
         except ValueError as exc:  # accelerate's process-wide state already holds another mixed precision
             raise InvalidParameterError(f"accelerate refused the run: {str(exc).splitlines()[0]}") from None
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        check_parameter_sharding(self.accelerator.distributed_type, getattr(plugin, "zero_stage", None))
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
