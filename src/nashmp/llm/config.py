@@ -68,8 +68,10 @@ class NashMPConfig:
     snapshot of π_θ refreshed every ``half_every`` steps)."""
     beta: float = 0.1
     """β, weight of KL(π‖π_ref)."""
-    eta: float | None = None
-    """Nash-MP step η: the anchor KL has weight β/η. None → 2β (the exact algorithm's default)."""
+    eta: float | None = 1.0
+    """Nash-MP step η: the prox (anchor) KL has weight β/η. 1.0 (weight β) from the sweep in
+    docs/llm-benchmarks.md §8 D: with η = 2β (weight 5β) Nash-MP barely left π_ref in 20 steps. None → 2β
+    (the exact algorithm's default)."""
     ema: float = 0.05
     """κ: anchor θ̄ ← (1−κ) θ̄ + κ θ after every step (nash-mp)."""
     half_every: int = 10
