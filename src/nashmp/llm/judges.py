@@ -120,7 +120,7 @@ def parse_oracle_spec(spec: object) -> OracleSpec:
     """The one parser of oracle specs (``nashmp train --oracle``, ``--eval-judge`` and ``nashmp eval --judge``).
 
     >>> parse_oracle_spec("committee:relevance, conciseness")
-    OracleSpec(kind='committee', criteria=('relevance', 'conciseness'), url='', served='', prefix='')
+    OracleSpec(kind='committee', criteria=('relevance', 'conciseness'), url='', served='', prefix='', model='')
     >>> parse_oracle_spec("http://127.0.0.1:8000/v1#judge").served
     'judge'
 
