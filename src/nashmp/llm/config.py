@@ -93,8 +93,9 @@ class NashMPConfig:
 
     # ---------------------------------------------------------------- optimisation
     learning_rate: float = 1e-3
-    """AdamW step size (constant). 1e-3 from the LoRA sweep in docs/llm-benchmarks.md (1e-4 barely moved
-    SmolLM2; 3e-3 moved it 6 nats of KL in 10 steps without a better win rate)."""
+    """AdamW peak step size (reached after the warm-up, then shaped by ``lr_scheduler_type``). 1e-3 from the
+    LoRA sweep in docs/llm.md "Defaults" (3e-4 barely moved SmolLM2; 3e-3 moved it 6 nats of KL in 10 steps
+    without a better win rate)."""
     lr_scheduler_type: str = "constant_with_warmup"
     """transformers learning-rate schedule (``constant_with_warmup``, ``linear``, ``cosine``, ``constant``, ...)."""
     warmup_steps: int = 0
