@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
-import json
 import math
 import os
 import time
@@ -61,28 +59,9 @@ from .sampling import (
     sample_completions,
     swap_parameters,
 )
+from .trainer_io import METRICS, RunFolder, latest_checkpoint, resolve_resume
 
-__all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]
-
-#: The metrics every algorithm logs (one CSV column each, the same names in every tracker).
-METRICS = {
-    "step": "optimiser steps taken",
-    "queries": "preference queries so far, summed over processes (one per compared pair)",
-    "completions": "completions that entered the gradient so far, summed over processes",
-    "loss": "the algorithm's loss on this step's batch",
-    "preference": "mean P(y ≻ y') over the compared pairs (½ by construction under self-play)",
-    "advantage_std": "standard deviation of the sequence advantages (the preference signal's spread)",
-    "kl_ref": "sequence KL(π_θ‖π_ref) estimated on the policy's samples (mean of Σ_t log π_θ − log π_ref)",
-    "kl_anchor": "sequence KL(π_θ‖π̄) to the prox centre, same estimator (0 for algorithms without one)",
-    "length": "mean completion length in tokens",
-    "eos_fraction": "fraction of completions that ended with EOS within max_new_tokens",
-    "grad_norm": "gradient norm before clipping",
-    "learning_rate": "the step's learning rate (lr_scheduler_type, warm-up)",
-    "seconds": "wall-clock seconds of the step",
-    "sample_seconds": "of which sampling completions",
-    "eval_win_rate": "held-out win rate of π_θ against π_ref under the training oracle (eval_steps)",
-    "eval_win_rate_judge": "the same under eval_judge (empty without one)",
-}
+__all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]  # the last two live in trainer_io
 
 
 def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None) -> None:
@@ -102,49 +81,17 @@ def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = Non
         )
 
 
-def _gather_objects(obj: Any) -> list[Any]:
-    from accelerate.utils import gather_object
-
-    return list(gather_object([obj]))
-
-
 def _installed_trackers() -> list[str]:
     from accelerate.tracking import get_available_trackers
 
     return [str(getattr(t, "value", t)) for t in get_available_trackers()]
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The complete ``checkpoint-N`` folder with the largest N in ``output_dir``, or None.
-
-    Complete means it holds ``trainer_state.json``, written last (and folders appear by an atomic rename),
-    so a run killed while saving never leaves a ``latest`` that cannot be loaded; names that are not
-    ``checkpoint-<integer>`` (``checkpoint-best``, temporary folders) are ignored.
-    """
-    found = []
-    for p in Path(output_dir).glob("checkpoint-*"):
-        suffix = p.name.removeprefix("checkpoint-")
-        if suffix.isdigit() and (p / "trainer_state.json").is_file():
-            found.append((int(suffix), p))
-    return max(found)[1] if found else None
-
-
-#: fields a resumed run must share with the checkpoint (anything else — max_steps, logging, trackers,
-#: threads, evaluation — may change)
-RESUME_LOCKED = (
-    "model_name_or_path", "dataset", "prompt_column", "dataset_split", "max_prompt_length", "max_new_tokens",
-    "temperature", "dtype", "algorithm", "opponent", "beta", "eta", "ema", "half_every", "prox_every",
-    "inner_steps", "mixture_coef", "oracle", "per_device_train_batch_size", "num_generations", "use_peft",
-    "lora_r", "lora_alpha", "lora_target_modules", "seed", "kl_estimator", "lora_dropout",
-    "gradient_accumulation_steps",
-)  # fmt: skip
-
-
 def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
     return [p.detach().clone() for p in params]
 
 
-class NashMPTrainer:
+class NashMPTrainer(RunFolder):
     """Online NLHF trainer on transformers + accelerate (runs unchanged under ``accelerate launch``).
 
     Parameters
@@ -217,7 +164,7 @@ class NashMPTrainer:
         if eval_judge is None and cfg.eval_steps and cfg.eval_judge != "none":
             eval_judge = make_oracle(cfg.eval_judge)
         self.eval_judge = eval_judge
-        resume = self._resolve_resume(cfg)
+        resume = resolve_resume(cfg)
         missing = [t for t in cfg.trackers if t != "all" and t not in _installed_trackers()]
         if missing:  # accelerate would only warn and drop them: the run would log nowhere the user asked
             raise InvalidParameterError(f"report_to {missing}: not installed (pip install {' '.join(missing)}).")
@@ -316,52 +263,6 @@ class NashMPTrainer:
             self.load_checkpoint(resume)
 
     # ------------------------------------------------------------------ setup helpers
-    @staticmethod
-    def _resolve_resume(cfg: NashMPConfig) -> Path | None:
-        out = Path(cfg.output_dir)
-        if cfg.resume_from_checkpoint is None:
-            used = (out / "log.csv").exists() or any(out.glob("checkpoint-*"))
-            if used and not cfg.overwrite_output_dir:
-                raise InvalidParameterError(
-                    f"{out} already holds a run (log.csv or checkpoint-N); resume it with "
-                    "resume_from_checkpoint=latest, pick another output_dir, or set overwrite_output_dir=true."
-                )
-            if used:  # a fresh run: the old log and checkpoints would mix with the new ones
-                import shutil
-
-                (out / "log.csv").unlink(missing_ok=True)
-                (out / "completions.jsonl").unlink(missing_ok=True)
-                for old in out.glob("checkpoint-*"):
-                    shutil.rmtree(old, ignore_errors=True)
-            return None
-        if cfg.resume_from_checkpoint == "latest":
-            found = latest_checkpoint(out)
-            if found is None:
-                raise InvalidParameterError(f"resume_from_checkpoint=latest but {out} has no complete checkpoint-N.")
-            path = found
-        else:
-            path = Path(cfg.resume_from_checkpoint)
-        state_file = path / "trainer_state.json"
-        if not state_file.is_file():
-            raise InvalidParameterError(f"{path} is not a complete nashmp checkpoint (no trainer_state.json).")
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            saved = state["config"]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidParameterError(f"{state_file} is corrupt; resume from another checkpoint.") from None
-        now = cfg.to_dict()
-        changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in RESUME_LOCKED if k in saved and saved[k] != now[k]]
-        processes = int(os.environ.get("WORLD_SIZE", "1"))
-        saved_processes = state.get("num_processes", processes)
-        if saved_processes != processes:  # another global batch, prompt order and per-process RNG streams
-            changed.append(f"processes: {saved_processes} → {processes}")
-        if changed:
-            raise InvalidParameterError(
-                f"cannot resume {path} with other settings ({'; '.join(changed)}); use the saved values or a new "
-                "output_dir."
-            )
-        return path
-
     @staticmethod
     def _held_out_prompts(cfg: NashMPConfig) -> list[Prompt]:
         """Prompts of the periodic evaluation: ``eval_dataset``, else the ``test`` split of ``dataset``."""
@@ -795,113 +696,6 @@ class NashMPTrainer:
         if cfg.trackers:
             acc.end_training()
         return self.history
-
-    def _log(self, row: dict[str, float]) -> None:
-        acc = self.accelerator
-        if self.config.trackers:
-            acc.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
-        if not acc.is_main_process:
-            return
-        path = self.output_dir / "log.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(METRICS))
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in METRICS})
-
-    def _log_completions(self) -> None:
-        """This step's sampled answers, one per prompt with the answer it was compared with and P(answer ≻ other),
-        appended to ``completions.jsonl`` and sent to the trackers as text."""
-        acc = self.accelerator
-        records = [{"step": self.step, "prompt": x, "completion": a, "other": b, "preference": p}
-                   for x, a, b, p in self._samples]  # fmt: skip
-        gathered = records if acc.num_processes == 1 else sum(_gather_objects(records), [])
-        if self.config.trackers and gathered:
-            first = gathered[0]
-            text = f"**prompt** {first['prompt']}\n\n**completion** {first['completion']}\n\n**other** {first['other']}"
-            acc.log(
-                {"samples/completion": text + f"\n\nP(completion ≻ other) = {first['preference']:.3f}"}, step=self.step
-            )
-        if acc.is_main_process:
-            with (self.output_dir / "completions.jsonl").open("a", encoding="utf-8") as fh:
-                for record in gathered:
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def save_checkpoint(self) -> Path:
-        """``output_dir/checkpoint-{step}``: model, optimiser and RNG (accelerate), snapshots, state."""
-        from safetensors.torch import save_file
-
-        acc = self.accelerator
-        path = self.output_dir / f"checkpoint-{self.step}"
-        # written into a temporary folder and renamed once complete: a kill mid-save leaves no checkpoint-N
-        tmp = self.output_dir / f".tmp-checkpoint-{self.step}"
-        if acc.is_main_process and tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()  # every process's RNG file is in tmp before it is renamed
-        if acc.is_main_process:
-            for name, values in self.snapshots.items():
-                save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(tmp / f"{name}.safetensors"))
-            state = {
-                "step": self.step,
-                "queries": self.queries,
-                "completions": self.completions,
-                "num_processes": acc.num_processes,
-                "history": self.history,
-                "config": self.config.to_dict(),
-            }
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-            if path.exists():
-                import shutil
-
-                shutil.rmtree(path)
-            tmp.replace(path)
-        acc.wait_for_everyone()
-        return path
-
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a :meth:`save_checkpoint` folder; training then continues exactly where it stopped."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        self.accelerator.load_state(str(path))
-        device = self.accelerator.device
-        for name in self.snapshots:
-            if (path / f"{name}.safetensors").is_file():
-                data = load_file(str(path / f"{name}.safetensors"))
-                self.snapshots[name] = [data[str(i)].to(device) for i in range(len(data))]
-        state = json.loads((path / "trainer_state.json").read_text())
-        self.step, self.queries, self.history = int(state["step"]), int(state["queries"]), state["history"]
-        self.completions = int(state.get("completions", 0))
-        log = self.output_dir / "log.csv"
-        if self.accelerator.is_main_process and log.exists():  # drop rows logged after the checkpoint
-            with log.open() as fh:
-                rows = [r for r in csv.DictReader(fh) if float(r["step"]) <= self.step]
-            with log.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(METRICS))
-                writer.writeheader()
-                writer.writerows(rows)
-        samples = self.output_dir / "completions.jsonl"
-        if self.accelerator.is_main_process and samples.exists():  # the same for the sample log
-            kept = [line for line in samples.read_text(encoding="utf-8").splitlines()
-                    if line and json.loads(line)["step"] <= self.step]  # fmt: skip
-            samples.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-    def save_model(self, path: str | Path) -> Path:
-        """The policy as safetensors (adapters only with LoRA) plus the tokenizer: loadable by ``nashmp eval``."""
-        path = Path(path)
-        acc = self.accelerator
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            self.raw_model.save_pretrained(str(path), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(path))
-            (path / "nashmp_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-        acc.wait_for_everyone()
-        return path
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers' fork warning under accelerate
