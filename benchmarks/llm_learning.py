@@ -1,7 +1,9 @@
 r"""Learning at equal preference queries: Nash-MP, Nash Prox, Nash-MD and online IPO on SmolLM2-135M.
 
 One command (repository root); every finished run is cached under ``benchmarks/results/llm_learning/``
-(commit it as it lands) and skipped when the command is run again, so the table can grow over sessions::
+(commit it as it lands) and skipped when the command is run again — if the run-defining settings it
+recorded match today's defaults; a run trained under other defaults is reported and left out — so the
+table can grow over sessions::
 
     .venv/bin/python benchmarks/llm_learning.py --workers 2                  # train what is missing, evaluate
     .venv/bin/python benchmarks/llm_learning.py --algos nash-mp --queries 600 # one algorithm, smaller budget
@@ -44,6 +46,13 @@ OUT = ROOT / "benchmarks" / "results" / "llm_learning"
 IMG = ROOT / "docs" / "img" / "llm"
 
 
+def run_defining(config: dict[str, object]) -> dict[str, object]:
+    """The settings that define a run (a cached run is reused only if they match the current defaults)."""
+    from nashmp.llm.trainer_io import RESUME_LOCKED
+
+    return {k: config[k] for k in (*RESUME_LOCKED, "max_steps", "warmup_steps", "warmup_ratio") if k in config}
+
+
 def run_name(algo: str, queries: int, overrides: dict[str, str]) -> str:
     extra = "".join(f"_{k}={v}" for k, v in sorted(overrides.items()))
     return f"{algo}_q{queries}{extra}"
@@ -76,7 +85,8 @@ def train_worker(args: argparse.Namespace) -> None:
     last = trainer.history[-1]
     summary = {"name": args.name, "algorithm": args.algo, "overrides": overrides, "steps": steps,
                "queries": int(last["queries"]), "completions": int(last["completions"]),
-               "wall_s": time.time() - start, "loadavg": os.getloadavg(), "final": str(work / "final")}  # fmt: skip
+               "wall_s": time.time() - start, "loadavg": os.getloadavg(), "final": str(work / "final"),
+               "config": run_defining(cfg.to_dict())}  # fmt: skip
     (OUT / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
 
 
@@ -178,12 +188,29 @@ def main() -> None:
     else:
         jobs = [(a, dict(common)) for a in args.algos.split(",")]
 
+    def expected_config(algo: str, overrides: dict[str, str]) -> dict[str, object]:
+        from nashmp.llm.config import NashMPConfig
+
+        typed = typed_overrides(overrides)
+        probe = NashMPConfig(algorithm=algo, **typed)  # type: ignore[arg-type]
+        k = probe.num_generations
+        per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
+        steps = math.ceil(
+            args.queries / (per_prompt * probe.per_device_train_batch_size * probe.gradient_accumulation_steps)
+        )
+        return run_defining(NashMPConfig(algorithm=algo, max_steps=steps, **typed).to_dict())  # type: ignore[arg-type]
+
     def launch(job: tuple[str, dict[str, str]]) -> str:
         algo, overrides = job
         name = run_name(algo, args.queries, overrides)
         if (OUT / f"{name}.json").exists():
-            print(f"{name}: cached", flush=True)
-            return name
+            saved = json.loads((OUT / f"{name}.json").read_text()).get("config")
+            if saved == expected_config(algo, overrides):
+                print(f"{name}: cached", flush=True)
+                return name
+            # trained with other defaults (or before configs were recorded): never mixed into a new table
+            print(f"{name}: cached under other defaults; move {OUT / name}.* away to re-run it", flush=True)
+            return ""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--worker", "--algo", algo, "--name", name, "--queries", str(args.queries),
                "--eval-steps", str(args.eval_steps), "--workdir", args.workdir,
@@ -196,7 +223,7 @@ def main() -> None:
         return name
 
     with ThreadPoolExecutor(args.workers) as pool:
-        names = [n for n in pool.map(launch, jobs) if (OUT / f"{n}.json").exists()]
+        names = [n for n in pool.map(launch, jobs) if n and (OUT / f"{n}.json").exists()]
     if not names:
         return
     plot(names, args.suite)

@@ -276,7 +276,8 @@ def test_faithful_phases_switch_anchor_and_half(tmp_path: Path) -> None:
     ("schedule", "fields", "factors"),
     [
         ("constant_with_warmup", {"warmup_steps": 3}, [0, 1 / 3, 2 / 3, 1, 1, 1]),
-        ("constant_with_warmup", {"warmup_ratio": 0.5}, [0, 1 / 3, 2 / 3, 1, 1, 1]),  # ceil(0.5 · 6) = 3
+        ("constant_with_warmup", {"warmup_ratio": 0.5}, [0, 1 / 3, 2 / 3, 1, 1, 1]),  # floor(0.5 · 6) = 3
+        ("constant_with_warmup", {"warmup_ratio": 0.1}, [1] * 6),  # floor(0.6) = 0: a short run is not held at 0
         ("linear", {"warmup_steps": 2}, [0, 0.5, 1, 0.75, 0.5, 0.25]),
         ("constant", {"warmup_steps": 2}, [1] * 6),  # transformers' constant schedule ignores the warm-up
     ],

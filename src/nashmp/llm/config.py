@@ -70,7 +70,7 @@ class NashMPConfig:
     """β, weight of KL(π‖π_ref)."""
     eta: float | None = 1.0
     """Nash-MP step η: the prox (anchor) KL has weight β/η. 1.0 (weight β) from the sweep in
-    docs/llm-benchmarks.md §8 D: with η = 2β (weight 5β) Nash-MP barely left π_ref in 20 steps. None → 2β
+    docs/llm-benchmarks.md §8 D: with η = 2β (weight ½) Nash-MP barely left π_ref in 20 steps. None → 2β
     (the exact algorithm's default)."""
     ema: float = 0.05
     """κ: anchor θ̄ ← (1−κ) θ̄ + κ θ after every step (nash-mp)."""
@@ -270,9 +270,14 @@ class NashMPConfig:
             )
         from .judges import parse_oracle_spec
 
-        parse_oracle_spec(self.oracle)  # the one parser of oracle specs (train and eval)
+        if parse_oracle_spec(self.oracle).kind == "reward-model" and not parse_oracle_spec(self.oracle).model:
+            raise InvalidParameterError("oracle reward-model needs its model: reward-model:<folder or cached hub id>.")
         if self.eval_judge != "none":
-            parse_oracle_spec(self.eval_judge)
+            judge = parse_oracle_spec(self.eval_judge)  # the one parser of oracle specs (train and eval)
+            if judge.kind in ("lm-judge", "reward-model") and not judge.model:
+                raise InvalidParameterError(
+                    f"eval_judge {judge.kind} needs its model: {judge.kind}:<folder or cached hub id>."
+                )
 
     @property
     def recipe(self) -> Recipe:
@@ -281,8 +286,8 @@ class NashMPConfig:
 
     @property
     def num_warmup_steps(self) -> int:
-        """Warm-up steps of the schedule: ``warmup_steps``, else ``ceil(warmup_ratio · max_steps)``."""
-        return self.warmup_steps or math.ceil(self.warmup_ratio * self.max_steps)
+        """Warm-up steps of the schedule: ``warmup_steps``, else ``floor(warmup_ratio · max_steps)``."""
+        return self.warmup_steps or math.floor(self.warmup_ratio * self.max_steps)  # runs under 10 steps: none
 
     @property
     def anchor_weight(self) -> float:

@@ -136,6 +136,8 @@ def parse_oracle_spec(spec: object) -> OracleSpec:
         return OracleSpec("committee", criteria=tuple(c.strip() for c in arg.split(",") if c.strip()))
     if name in ("lm-judge", "reward-model") and arg.strip():
         return OracleSpec(name, model=arg.strip())
+    if name == "embedding" and colon:
+        raise InvalidParameterError(f"the embedding oracle takes no argument, got {spec!r}.")
     if name in ("embedding", "lm-judge", "reward-model"):
         if colon:
             raise InvalidParameterError(f"the {name} oracle needs a model after the colon, got {spec!r}.")
@@ -208,11 +210,12 @@ def make_oracle(spec: str, **kwargs: Any) -> PreferenceOracle:
     if parsed.kind in ("lm-judge", "reward-model"):
         if parsed.kind == "reward-model" and "reward_fn" in kwargs:
             return _build(RewardModelOracle, spec, **kwargs)
+        trust_remote_code = bool(kwargs.pop("trust_remote_code", False))
         if parsed.model and "model" not in kwargs:  # the named judge model is loaded here
             from .models import load_model_and_tokenizer, load_sequence_classifier
 
             load = load_model_and_tokenizer if parsed.kind == "lm-judge" else load_sequence_classifier
-            judge, judge_tokenizer = load(parsed.model)
+            judge, judge_tokenizer = load(parsed.model, trust_remote_code=trust_remote_code)
             kwargs["model"] = judge.eval().requires_grad_(False)
             kwargs["tokenizer"] = judge_tokenizer
         missing = [k for k in ("model", "tokenizer") if k not in kwargs]

@@ -65,19 +65,23 @@ __all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]  # the last two live
 
 
 def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None) -> None:
-    """Refuse launchers that shard parameters: the EMA anchor, the half-step copy and π_ref-by-adapter need
-    whole parameters on every rank (DDP and DeepSpeed ZeRO-1/2 keep them whole)."""
+    """Refuse launchers the trainer does not support: FSDP shards the parameters that the EMA anchor, the
+    half-step copy and π_ref-by-adapter need whole on every rank; DeepSpeed (any ZeRO stage) owns the
+    optimiser step. DDP (and a single process) are supported."""
     from accelerate.utils import DistributedType
 
     if distributed_type == DistributedType.FSDP:
         raise InvalidParameterError(
             "FSDP shards the parameters, and the trainer's snapshots need them whole: launch with DDP "
-            "(configs/accelerate/ddp.yaml) or DeepSpeed ZeRO-2 (configs/accelerate/zero2.yaml)."
+            "(configs/accelerate/ddp.yaml)."
         )
-    if distributed_type == DistributedType.DEEPSPEED and zero_stage is not None and int(zero_stage) >= 3:
+    if distributed_type == DistributedType.DEEPSPEED:
+        # ZeRO-3 shards the parameters; under ZeRO-1/2 the engine steps on every backward (so accumulation and
+        # clipping would be DeepSpeed's), keeps its own fp32 master copy (EGPO's restore would miss it) and
+        # needs a dataloader to size its batch: not supported in this release.
         raise InvalidParameterError(
-            "DeepSpeed ZeRO-3 shards the parameters, and the trainer's snapshots need them whole: use ZeRO-2 "
-            "(configs/accelerate/zero2.yaml) or DDP."
+            f"DeepSpeed (ZeRO-{zero_stage if zero_stage is not None else '?'}) is not supported: the trainer "
+            "shards nothing and steps its own optimiser; launch with DDP (configs/accelerate/ddp.yaml)."
         )
 
 
@@ -85,6 +89,13 @@ def _installed_trackers() -> list[str]:
     from accelerate.tracking import get_available_trackers
 
     return [str(getattr(t, "value", t)) for t in get_available_trackers()]
+
+
+def _move_judge(judge: Any, device: torch.device) -> None:
+    """Put a judge's own model (``LMJudge.model``, a reward model's classifier) on ``device``."""
+    for holder in (judge, getattr(judge, "reward_fn", None)):
+        if isinstance(getattr(holder, "model", None), torch.nn.Module):
+            holder.model.to(device)  # type: ignore[union-attr]
 
 
 def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
@@ -188,6 +199,11 @@ class NashMPTrainer(RunFolder):
             )
         except ValueError as exc:  # accelerate's process-wide state already holds another mixed precision
             raise InvalidParameterError(f"accelerate refused the run: {str(exc).splitlines()[0]}") from None
+        if self.accelerator.mixed_precision != "no" and cfg.dtype != "float32":  # e.g. set by accelerate launch
+            raise InvalidParameterError(
+                f"mixed precision ({self.accelerator.mixed_precision}) keeps fp32 master weights: set dtype=float32 "
+                f"(got {cfg.dtype})."
+            )
         plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
         check_parameter_sharding(self.accelerator.distributed_type, getattr(plugin, "zero_stage", None))
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
@@ -222,10 +238,17 @@ class NashMPTrainer(RunFolder):
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise InvalidParameterError("the model has no trainable parameters.")
-        # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none)
-        self.snapshots: dict[str, list[Tensor]] = {name: _snapshot(self.params) for name in self.recipe.snapshots(cfg)}
         self.optimizer_impl = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
+        device = self.accelerator.device
+        # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none); taken after
+        # prepare moved the parameters, so they live on the same device
+        self.snapshots: dict[str, list[Tensor]] = {name: _snapshot(self.params) for name in self.recipe.snapshots(cfg)}
+        for frozen in (self._ref_model, judge_model):
+            if frozen is not None:
+                frozen.to(device)
+        for judge in (self.eval_judge,):
+            _move_judge(judge, device)
         from transformers import get_scheduler
 
         # Not passed through accelerator.prepare: its wrapper steps a scheduler once per process per call
@@ -240,10 +263,8 @@ class NashMPTrainer(RunFolder):
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device
-            oracle = make_oracle(oracle_spec)
-            for holder in (oracle, getattr(oracle, "reward_fn", None)):  # LMJudge.model, the reward model's
-                if isinstance(getattr(holder, "model", None), torch.nn.Module):
-                    holder.model.to(self.accelerator.device)  # type: ignore[union-attr]
+            oracle = make_oracle(oracle_spec, trust_remote_code=cfg.trust_remote_code)
+            _move_judge(oracle, device)
         elif oracle is None:  # the LM judge: a frozen copy of the base model
             oracle = make_oracle(oracle_spec, model=judge_model, tokenizer=self.tokenizer)
         self.oracle = oracle
@@ -548,7 +569,8 @@ class NashMPTrainer(RunFolder):
             last = n == len(batches) - 1
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
                 loss, stats = self._loss(prompts)
-                self.accelerator.backward(loss / len(batches))
+                with self._scoring_mode():  # a checkpointed layer's recompute must see the same (dropout-free) mode
+                    self.accelerator.backward(loss / len(batches))
             rows.append(stats)
         out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
         out["sample_seconds"] = float(sum(r["sample_seconds"] for r in rows))
@@ -561,6 +583,7 @@ class NashMPTrainer(RunFolder):
         opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
         first = self._accumulate(batches)
         self._apply_gradients()
+        self._samples = []  # the sample log shows the update's own completions, not the look-ahead's
         stats = self._accumulate(batches)
         with torch.no_grad():
             for p, v in zip(self.params, start, strict=True):
@@ -616,8 +639,9 @@ class NashMPTrainer(RunFolder):
         self.step += 1
         self._run_events(self.recipe.after(self.config, self.step))
         stats = self._reduce(stats)
+        skipped = bool(getattr(self.accelerator, "optimizer_step_was_skipped", False))  # fp16 loss-scale overflow
         for name, value in stats.items():
-            if not math.isfinite(value):
+            if not math.isfinite(value) and not (skipped and name == "grad_norm"):
                 raise FloatingPointError(f"{name} is {value} at step {self.step}; lower learning_rate or raise beta.")
         row = {"step": float(self.step), "queries": float(self.queries), "completions": float(self.completions)}
         row.update(stats)

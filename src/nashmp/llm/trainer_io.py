@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,14 @@ def _gather_objects(obj: Any) -> list[Any]:
     return list(gather_object([obj]))
 
 
+def _step_of(line: str) -> float:
+    """The step of a ``completions.jsonl`` record; a line cut by a kill mid-append counts as after any step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The complete ``checkpoint-N`` folder with the largest N in ``output_dir``, or None.
 
@@ -61,22 +70,24 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-#: fields a resumed run must share with the checkpoint (anything else — max_steps, logging, trackers,
-#: threads, evaluation — may change)
+#: fields a resumed run must share with the checkpoint (anything else — logging, trackers, threads,
+#: evaluation, and max_steps unless the schedule depends on it — may change)
 RESUME_LOCKED = (
     "model_name_or_path", "dataset", "prompt_column", "dataset_split", "max_prompt_length", "max_new_tokens",
     "temperature", "dtype", "algorithm", "opponent", "beta", "eta", "ema", "half_every", "prox_every",
     "inner_steps", "mixture_coef", "oracle", "per_device_train_batch_size", "num_generations", "use_peft",
     "lora_r", "lora_alpha", "lora_target_modules", "seed", "kl_estimator", "lora_dropout",
-    "gradient_accumulation_steps",
+    "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "system_prompt",
 )  # fmt: skip
+#: schedules whose rate depends on ``max_steps`` beyond the warm-up (a resumed run must keep max_steps)
+DECAYING_SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
 def resolve_resume(cfg: NashMPConfig) -> Path | None:
     """The checkpoint a run resumes from (None: a fresh run), after refusing a used folder or changed settings."""
     out = Path(cfg.output_dir)
     if cfg.resume_from_checkpoint is None:
-        used = (out / "log.csv").exists() or any(out.glob("checkpoint-*"))
+        used = (out / "log.csv").exists() or (out / "completions.jsonl").exists() or any(out.glob("checkpoint-*"))
         if used and not cfg.overwrite_output_dir:
             raise InvalidParameterError(
                 f"{out} already holds a run (log.csv or checkpoint-N); resume it with "
@@ -106,7 +117,14 @@ def resolve_resume(cfg: NashMPConfig) -> Path | None:
     except (ValueError, KeyError, TypeError):
         raise InvalidParameterError(f"{state_file} is corrupt; resume from another checkpoint.") from None
     now = cfg.to_dict()
-    changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in RESUME_LOCKED if k in saved and saved[k] != now[k]]
+    locked = RESUME_LOCKED + (("max_steps",) if cfg.lr_scheduler_type in DECAYING_SCHEDULES else ())
+    changed = [f"{k}: {saved[k]!r} → {now[k]!r}" for k in locked if k in saved and saved[k] != now[k]]
+    try:  # the warm-up the run started with must stay (warmup_steps, or warmup_ratio of the saved max_steps)
+        warmup = int(saved.get("warmup_steps") or math.floor(saved.get("warmup_ratio", 0) * saved["max_steps"]))
+    except (KeyError, TypeError, ValueError):
+        warmup = cfg.num_warmup_steps
+    if warmup != cfg.num_warmup_steps:
+        changed.append(f"warm-up steps: {warmup} → {cfg.num_warmup_steps} (set warmup_steps={warmup})")
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     saved_processes = state.get("num_processes", processes)
     if saved_processes != processes:  # another global batch, prompt order and per-process RNG streams
@@ -228,8 +246,7 @@ class RunFolder:
                 writer.writerows(rows)
         samples = self.output_dir / "completions.jsonl"
         if self.accelerator.is_main_process and samples.exists():  # the same for the sample log
-            kept = [line for line in samples.read_text(encoding="utf-8").splitlines()
-                    if line and json.loads(line)["step"] <= self.step]  # fmt: skip
+            kept = [line for line in samples.read_text(encoding="utf-8").splitlines() if _step_of(line) <= self.step]
             samples.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def save_model(self, path: str | Path) -> Path:
