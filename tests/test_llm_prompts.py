@@ -41,7 +41,7 @@ def test_the_chat_template_renders_system_and_earlier_turns_once() -> None:
     _, tok = tiny_model_and_tokenizer()
     ids, mask = encode_prompts(tok, [as_prompt(CONVERSATIONS[2])], max_length=512)
     text = tok.decode(ids[0][mask[0] == 1])
-    assert text.count("<|im_start|>") == 4  # three turns and the generation prompt, no extra BOS
+    assert text.count("<|im_start|>") == 4  # three turns and the generation prompt, each rendered once
     assert "Count to two." in text and "One, two." in text and text.endswith("<|im_start|>assistant\n")
     ids, mask = encode_prompts(tok, ["Say hi.", as_prompt(CONVERSATIONS[0])], max_length=512, system_prompt="Be kind.")
     first, second = (tok.decode(ids[r][mask[r] == 1]) for r in range(2))
