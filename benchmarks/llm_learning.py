@@ -53,6 +53,16 @@ def run_defining(config: dict[str, object]) -> dict[str, object]:
     return {k: config[k] for k in (*RESUME_LOCKED, "max_steps", "warmup_steps", "warmup_ratio") if k in config}
 
 
+def steps_for(algo: str, overrides: dict[str, object], queries: int) -> int:
+    """Optimiser steps that spend ``queries`` preference queries (self-play: k(k−1)/2 per prompt, else k)."""
+    from nashmp.llm.config import NashMPConfig
+
+    probe = NashMPConfig(algorithm=algo, **overrides)  # type: ignore[arg-type]
+    k = probe.num_generations
+    per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
+    return math.ceil(queries / (per_prompt * probe.per_device_train_batch_size * probe.gradient_accumulation_steps))
+
+
 def run_name(algo: str, queries: int, overrides: dict[str, str]) -> str:
     extra = "".join(f"_{k}={v}" for k, v in sorted(overrides.items()))
     return f"{algo}_q{queries}{extra}"
@@ -67,11 +77,7 @@ def train_worker(args: argparse.Namespace) -> None:
     from nashmp.llm.trainer import NashMPTrainer
 
     overrides = json.loads(args.overrides)
-    probe = NashMPConfig(algorithm=args.algo, **overrides)
-    k = probe.num_generations
-    per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
-    per_step = per_prompt * probe.per_device_train_batch_size * probe.gradient_accumulation_steps
-    steps = math.ceil(args.queries / per_step)
+    steps = steps_for(args.algo, overrides, args.queries)
     work = Path(args.workdir) / args.name
     cfg = NashMPConfig(algorithm=args.algo, max_steps=steps, output_dir=str(work), num_threads=1,
                        eval_steps=args.eval_steps, eval_judge="embedding", progress_bar=False,
@@ -192,12 +198,7 @@ def main() -> None:
         from nashmp.llm.config import NashMPConfig
 
         typed = typed_overrides(overrides)
-        probe = NashMPConfig(algorithm=algo, **typed)  # type: ignore[arg-type]
-        k = probe.num_generations
-        per_prompt = k * (k - 1) // 2 if probe.recipe.opponent_at(probe, 0) == "self" else k
-        steps = math.ceil(
-            args.queries / (per_prompt * probe.per_device_train_batch_size * probe.gradient_accumulation_steps)
-        )
+        steps = steps_for(algo, typed, args.queries)
         return run_defining(NashMPConfig(algorithm=algo, max_steps=steps, **typed).to_dict())  # type: ignore[arg-type]
 
     def launch(job: tuple[str, dict[str, str]]) -> str:

@@ -36,6 +36,7 @@ def best_of_n(args: argparse.Namespace) -> dict[str, object]:
     from nashmp.llm.models import load_model_and_tokenizer
     from nashmp.llm.prompts import default_prompts
     from nashmp.llm.sampling import encode_prompts, sample_completions
+    from nashmp.online.estimators import pair_indices, pair_matrix
 
     torch.manual_seed(0)
     model, tok = load_model_and_tokenizer("smollm2")
@@ -54,11 +55,9 @@ def best_of_n(args: argparse.Namespace) -> dict[str, object]:
     wins: dict[int, list[float]] = {m: [] for m in range(1, n + 1)}
     for r, x in enumerate(prompts):
         ys = texts[r * rows : (r + 1) * rows]
-        pairs = [(i, j) for i in range(rows) for j in range(rows) if i < j]
-        p = oracle.probability([x] * len(pairs), [ys[i] for i, _ in pairs], [ys[j] for _, j in pairs])
-        m = np.full((rows, rows), 0.5)
-        for (i, j), v in zip(pairs, p, strict=True):
-            m[i, j], m[j, i] = v, 1 - v
+        i, j = pair_indices(rows)
+        p = oracle.probability([x] * len(i), [ys[a] for a in i.tolist()], [ys[c] for c in j.tolist()])
+        m = pair_matrix(torch.as_tensor(p)[None], rows)[0].numpy()  # P(y_a ≻ y_c), ½ on the diagonal
         for size in wins:  # the best of the first `size` samples, judged against the last n
             score = m[:size, :size].mean(1)
             wins[size].append(float(m[int(np.argmax(score)), n:].mean()))
@@ -72,7 +71,7 @@ def one_step(args: argparse.Namespace) -> dict[str, object]:
 
     from nashmp.llm.config import NashMPConfig
     from nashmp.llm.trainer import NashMPTrainer
-    from nashmp.online.estimators import pair_indices, selfplay_advantages, token_pg_loss
+    from nashmp.online.estimators import selfplay_advantages, token_pg_loss
 
     cfg = NashMPConfig(output_dir="/tmp/nashmp-llm-signal", overwrite_output_dir=True, progress_bar=False,
                        learning_rate=args.lr, warmup_ratio=0.0, max_new_tokens=args.max_new_tokens,
@@ -82,11 +81,7 @@ def one_step(args: argparse.Namespace) -> dict[str, object]:
     ids, mask = trainer.encode_prompts(prompts)
     ids, mask = ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
     y, y_mask, texts = trainer._sample_from("self", ids, mask)
-    i, j = pair_indices(k)
-    b = len(prompts)
-    first = [texts[r * k + a] for r in range(b) for a in i.tolist()]
-    second = [texts[r * k + c] for r in range(b) for c in j.tolist()]
-    p = trainer._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
+    p, _, _ = trainer.selfplay_preferences(prompts, texts)  # the trainer's own queries and advantages
     advantage = selfplay_advantages(p, k).reshape(-1)
 
     def seq_logp() -> np.ndarray:

@@ -270,13 +270,16 @@ class NashMPConfig:
             )
         from .judges import parse_oracle_spec
 
-        if parse_oracle_spec(self.oracle).kind == "reward-model" and not parse_oracle_spec(self.oracle).model:
-            raise InvalidParameterError("oracle reward-model needs its model: reward-model:<folder or cached hub id>.")
+        # the one parser of oracle specs (train and eval); a bare lm-judge trains against the policy's own base,
+        # every other model-backed judge must name its model
+        named: list[tuple[str, str, tuple[str, ...]]] = [("oracle", self.oracle, ("reward-model",))]
         if self.eval_judge != "none":
-            judge = parse_oracle_spec(self.eval_judge)  # the one parser of oracle specs (train and eval)
-            if judge.kind in ("lm-judge", "reward-model") and not judge.model:
+            named.append(("eval_judge", self.eval_judge, ("lm-judge", "reward-model")))
+        for field_name, spec, needs_model in named:
+            parsed = parse_oracle_spec(spec)
+            if parsed.kind in needs_model and not parsed.model:
                 raise InvalidParameterError(
-                    f"eval_judge {judge.kind} needs its model: {judge.kind}:<folder or cached hub id>."
+                    f"{field_name} {parsed.kind} needs its model: {parsed.kind}:<folder or cached hub id>."
                 )
 
     @property

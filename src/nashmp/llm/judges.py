@@ -134,14 +134,14 @@ def parse_oracle_spec(spec: object) -> OracleSpec:
         name, arg = "http", spec
     if name == "committee":
         return OracleSpec("committee", criteria=tuple(c.strip() for c in arg.split(",") if c.strip()))
-    if name in ("lm-judge", "reward-model") and arg.strip():
-        return OracleSpec(name, model=arg.strip())
-    if name == "embedding" and colon:
-        raise InvalidParameterError(f"the embedding oracle takes no argument, got {spec!r}.")
-    if name in ("embedding", "lm-judge", "reward-model"):
+    if name == "embedding":
         if colon:
-            raise InvalidParameterError(f"the {name} oracle needs a model after the colon, got {spec!r}.")
+            raise InvalidParameterError(f"the embedding oracle takes no argument, got {spec!r}.")
         return OracleSpec(name)
+    if name in ("lm-judge", "reward-model"):
+        if colon and not arg.strip():
+            raise InvalidParameterError(f"the {name} oracle needs a model after the colon, got {spec!r}.")
+        return OracleSpec(name, model=arg.strip())
     if name == "starts-with":
         if not arg.strip():
             raise InvalidParameterError(f"starts-with needs a text, e.g. starts-with:The; got {spec!r}.")

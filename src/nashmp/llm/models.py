@@ -130,6 +130,12 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def _load_error(what: str, exc: BaseException) -> InvalidParameterError:
+    """transformers' load failure as one line (its messages run over several)."""
+    text = str(exc).strip()
+    return InvalidParameterError(f"cannot load {what}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
 def load_model_and_tokenizer(
     name_or_path: str,
     *,
@@ -156,8 +162,7 @@ def load_model_and_tokenizer(
             source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **extra
         )
     except (ValueError, ImportError, OSError) as exc:  # unknown kernel or architecture, remote code refused
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"cannot load {name_or_path}: {first}") from None
+        raise _load_error(name_or_path, exc) from None
     prepare_tokenizer(tokenizer)
     return model, tokenizer
 
@@ -173,8 +178,7 @@ def load_sequence_classifier(name_or_path: str, *, trust_remote_code: bool = Fal
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (ValueError, ImportError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"cannot load reward model {name_or_path}: {first}") from None
+        raise _load_error(f"reward model {name_or_path}", exc) from None
     if model.config.num_labels != 1:
         raise InvalidParameterError(
             f"reward model {name_or_path} has {model.config.num_labels} labels; a reward model has one (num_labels=1)."

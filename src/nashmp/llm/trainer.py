@@ -247,8 +247,7 @@ class NashMPTrainer(RunFolder):
         for frozen in (self._ref_model, judge_model):
             if frozen is not None:
                 frozen.to(device)
-        for judge in (self.eval_judge,):
-            _move_judge(judge, device)
+        _move_judge(self.eval_judge, device)
         from transformers import get_scheduler
 
         # Not passed through accelerator.prepare: its wrapper steps a scheduler once per process per call
@@ -469,6 +468,18 @@ class NashMPTrainer(RunFolder):
         self.queries += len(first) * self.accelerator.num_processes
         return torch.as_tensor(p, dtype=torch.float32, device=self.accelerator.device)
 
+    def selfplay_preferences(
+        self, prompts: Sequence[Prompt], texts: Sequence[str]
+    ) -> tuple[Tensor, list[str], list[str]]:
+        """P(y_i ≻ y_j) for all k(k−1)/2 pairs of each prompt's k completions (rows in runs of k), ``(B, pairs)``,
+        with the first and second answers of every pair in query order."""
+        k, b = self.config.num_generations, len(prompts)
+        i, j = pair_indices(k)
+        first = [texts[r * k + a] for r in range(b) for a in i.tolist()]
+        second = [texts[r * k + c] for r in range(b) for c in j.tolist()]
+        p = self._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
+        return p, first, second
+
     # ------------------------------------------------------------------ the recipe's loss
     def _loss(self, prompts: list[Prompt]) -> tuple[Tensor, dict[str, float]]:
         """The recipe's loss on this step's prompts: k completions each, every one in the gradient."""
@@ -479,14 +490,10 @@ class NashMPTrainer(RunFolder):
         start = time.perf_counter()
         y, y_mask, texts = self._sample_from("self", ids, mask)  # one call for all B·k rows
         if opponent == "self":
-            i, j = pair_indices(k)
-            b = len(prompts)
-            first = [texts[r * k + a] for r in range(b) for a in i.tolist()]
-            second = [texts[r * k + c] for r in range(b) for c in j.tolist()]
             sample_seconds = time.perf_counter() - start
-            p = self._preference([x for x in prompts for _ in i.tolist()], first, second).view(b, -1)
+            p, first, second = self.selfplay_preferences(prompts, texts)
             advantage = selfplay_advantages(p, k)
-            pairs = len(i)  # each prompt's first compared pair is the one a sample log shows
+            pairs = p.shape[1]  # each prompt's first compared pair is the one a sample log shows
             self._samples += [
                 (prompt_text(x), first[r * pairs], second[r * pairs], float(p[r, 0])) for r, x in enumerate(prompts)
             ]
