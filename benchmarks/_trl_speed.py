@@ -46,15 +46,20 @@ def _import_trl(trl_path: Path, deps_path: Path, mixture_fix: bool = False) -> A
 
     if not trl.__version__.startswith("1.0."):
         raise SystemExit(f"expected trl 1.0.x from {trl_path}, imported {trl.__version__} from {trl.__file__}")
+    patch_geometric_mixture(mixture_fix)
+    return trl
+
+
+def patch_geometric_mixture(mixture_fix: bool = False) -> None:
+    """The two-line patch of TRL 1.0.0's ``GeometricMixtureWrapper`` for transformers ≥ 5.2x (which asks the
+    generating object for its experts implementation), and with ``mixture_fix`` :func:`_fixed_prepare_inputs`."""
     from trl.experimental.nash_md import nash_md_trainer
 
     wrapper = nash_md_trainer.GeometricMixtureWrapper
-    # The two-line patch (transformers ≥ 5.2x asks the generating object for its experts implementation).
     wrapper.get_experts_implementation = lambda self, *a, **k: self.model.get_experts_implementation(*a, **k)
     wrapper.set_experts_implementation = lambda self, *a, **k: self.model.set_experts_implementation(*a, **k)
     if mixture_fix:
         wrapper.prepare_inputs_for_generation = _fixed_prepare_inputs
-    return trl
 
 
 def _fixed_prepare_inputs(self: Any, input_ids: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
