@@ -206,6 +206,7 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
     import numpy as np
 
     from _common import md_table, write_csv
+    from nashmp.llm.trainer_io import current_names
 
     st, ev = B["settings"], B["eval"]
     out = ["## B. Quality at equal preference queries (LoRA defaults, training oracle: CommitteeOracle)\n"]
@@ -220,10 +221,10 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
     rows, csv_rows = [], []
     for i, name in enumerate(names):
         t = trains.get(name, {})
-        hist = t.get("history", [])
-        sec = [h["seconds"] for h in hist]
+        hist = [current_names(h) for h in t.get("history", [])]  # cached results predate the namespaces
+        sec = [h["charts/seconds"] for h in hist]
         last = hist[-5:]
-        kl_train = mean_std([h["kl_ref"] for h in last])[0] if last else math.nan
+        kl_train = mean_std([h["train/kl_ref"] for h in last])[0] if last else math.nan
         cells = []
         for key, (W, lo, hi) in mats.items():
             mad = judges[key]["mean_abs_dev_vs_ref"][i]
@@ -270,16 +271,14 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
             for k in range(len(names))
         ],
     )
+    train_columns = ["step", "charts/queries", "losses/loss", "train/preference", "train/kl_ref", "train/kl_anchor",
+                     "train/length", "charts/seconds"]  # fmt: skip
     train_rows = [
-        [algo] + [h[x] for x in ("step", "queries", "loss", "preference", "kl_ref", "kl_anchor", "length", "seconds")]
+        [algo] + [current_names(h)[x] for x in train_columns]
         for algo, t in trains.items()
         for h in t.get("history", [])
     ]
-    write_csv(
-        f"llm_vs_trl{suffix}_train.csv",
-        ["algorithm", "step", "queries", "loss", "preference", "kl_ref", "kl_anchor", "length", "seconds"],
-        train_rows,
-    )
+    write_csv(f"llm_vs_trl{suffix}_train.csv", ["algorithm", *train_columns], train_rows)
     n = ev["n_prompts"]
     q = {t.get("queries") for t in trains.values() if "queries" in t}
     out.append(
@@ -292,7 +291,7 @@ def render_quality(B: dict[str, Any], suffix: str, img: Path) -> str:
         "The same completions are re-scored by the training oracle (committee) and by the MiniLM EmbeddingJudge "
         "(prompt–answer relevance). Cells: win rate vs π_ref [95 % normal interval over prompts] (mean |p − ½|, "
         "how decisive the judge is on these pairs). KL(π‖π_ref): sequence KL on the policy's own held-out "
-        "samples (tempered, 95 % interval); *train KL*: the trainer's `kl_ref`, mean of the last 5 steps.\n"
+        "samples (tempered, 95 % interval); *train KL*: the trainer's `train/kl_ref`, mean of the last 5 steps.\n"
     )
     out.append(
         md_table(

@@ -346,7 +346,7 @@ def speed_worker_nashmp(a: argparse.Namespace, algorithm: str) -> dict[str, Any]
         parts = clock.pop()
         steps.append(
             {
-                "seconds": row["seconds"],
+                "seconds": row["charts/seconds"],
                 "generation": parts.get("generation", 0.0),
                 "oracle": parts.get("oracle", 0.0),
                 "policy_length": lengths[0] if lengths else math.nan,

@@ -30,7 +30,6 @@ training oracle (``--set oracle=...``) and the MiniLM judge, at the runs' ``max_
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -90,7 +89,7 @@ def train_worker(args: argparse.Namespace) -> None:
     shutil.copy(work / "log.csv", OUT / f"{args.name}.csv")
     last = trainer.history[-1]
     summary = {"name": args.name, "algorithm": args.algo, "overrides": overrides, "steps": steps,
-               "queries": int(last["queries"]), "completions": int(last["completions"]),
+               "queries": int(last["charts/queries"]), "completions": int(last["charts/completions"]),
                "wall_s": time.time() - start, "loadavg": os.getloadavg(), "final": str(work / "final"),
                "config": run_defining(cfg.to_dict())}  # fmt: skip
     (OUT / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
@@ -145,14 +144,15 @@ def plot(names: list[str], suite: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from nashmp.llm.trainer_io import read_log
+
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
     for n in names:
-        with (OUT / f"{n}.csv").open() as fh:
-            rows = list(csv.DictReader(fh))
-        for ax, key in zip(axes, ("eval_win_rate", "eval_win_rate_judge", "kl_ref"), strict=True):
-            pts = [(float(r["queries"]), float(r[key])) for r in rows if r.get(key)]
+        rows = read_log(OUT / f"{n}.csv")  # the cached runs were logged under the pre-namespace names
+        for ax, key in zip(axes, ("eval/win_rate", "eval/win_rate_judge", "train/kl_ref"), strict=True):
+            pts = [(float(r["charts/queries"]), float(r[key])) for r in rows if r.get(key)]
             if pts:
-                ax.plot(*zip(*pts, strict=True), "o-" if key != "kl_ref" else "-", ms=3, lw=1.2, label=n)
+                ax.plot(*zip(*pts, strict=True), "o-" if key != "train/kl_ref" else "-", ms=3, lw=1.2, label=n)
     titles = ("held-out win rate vs π_ref (training oracle)", "… (MiniLM judge)", "KL(π‖π_ref)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title, fontsize=10)

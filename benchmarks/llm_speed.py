@@ -58,17 +58,20 @@ def _trainer_worker(args: argparse.Namespace) -> dict[str, object]:
         fields["num_generations"] = args.k
     trainer = NashMPTrainer(NashMPConfig(**fields), oracle=CallableOracle(lambda x, a, b: [0.5] * len(a)))
     rows = [trainer.training_step() for _ in range(args.warmup + args.steps)][args.warmup :]
-    seconds = np.array([r["seconds"] for r in rows])
+    # the OLD worker runs the trainer of b6b7c61, which logged these three under their pre-namespace names
+    old = {"seconds": "charts/seconds", "sample_seconds": "charts/sample_seconds", "length": "train/length"}
+    rows = [{old.get(k, k): v for k, v in r.items()} for r in rows]
+    seconds = np.array([r["charts/seconds"] for r in rows])
     per_step = args.batch * (args.k if args.worker == "new" else 1)
     return {
         "worker": args.worker,
         "code": str(Path(nashmp.__file__).parent),
         "seconds_per_step": float(seconds.mean()),
         "seconds_std": float(seconds.std(ddof=1)) if len(seconds) > 1 else 0.0,
-        "sample_seconds": float(np.mean([r.get("sample_seconds", float("nan")) for r in rows])),
+        "sample_seconds": float(np.mean([r.get("charts/sample_seconds", float("nan")) for r in rows])),
         "completions_in_gradient_per_step": per_step,
         "throughput": per_step / float(seconds.mean()),
-        "mean_length": float(np.mean([r["length"] for r in rows])),
+        "mean_length": float(np.mean([r["train/length"] for r in rows])),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

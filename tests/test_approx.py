@@ -12,9 +12,11 @@ import torch
 import nashmp
 from nashmp.approx import ApproxConfig, ApproxLearner, MLPPolicy, run_approx
 from nashmp.approx.losses import exact_prox_objective, ipo_loss, masked_kl, prox_pg_loss, sampled_prox_loss
+from nashmp.approx.runner import COLUMNS as APPROX_COLUMNS
 from nashmp.cli.main import main
 from nashmp.metrics import kl_to_star
 
+from ._doc_tables import table_names
 from .conftest import P3, REF3
 
 T = torch.float64
@@ -191,7 +193,7 @@ def test_cli_approx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         == 0
     )
     rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
-    assert {"recipe", "seed", "queries", "kl_to_star", "exploitability", "span"} <= set(rows[0])
+    assert list(rows[0]) == list(APPROX_COLUMNS)  # exactly the documented columns, in order
     assert {(r["recipe"], r["seed"]) for r in rows} == {(r, s) for r in ("nash-mp", "online-ipo") for s in ("0", "1")}
     assert (out / "approx.png").stat().st_size > 10_000
     assert "| nash-mp | 2 |" in (out / "summary.md").read_text()
@@ -231,3 +233,9 @@ def test_the_query_budget_is_never_exceeded(tmp_path: Path, capsys: pytest.Captu
     assert main([*argv, "--no-progress", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nashmp: error:") and err.count("\n") == 1 and "64 preference queries" in err
+
+
+def test_approx_doc_table_lists_exactly_the_csv_columns() -> None:
+    """Issue 13 item 11: docs/approx-study.md documents exactly what ``nashmp approx`` writes (the CLI test above
+    holds the written header to the same constant)."""
+    assert table_names("docs/approx-study.md", "## Logged metrics") == list(APPROX_COLUMNS)

@@ -40,8 +40,8 @@ def test_run_writes_metrics_csv(files: dict[str, Path]) -> None:
     argv = ["run", "--preference", str(files["P"]), "--ref", str(files["ref"]), "--beta", "0.1"]
     assert main([*argv, "--algo", "nash-mp", "--queries", "10", "--out", str(out), "--no-progress"]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
-    assert {"queries", "kl_to_star", "exploitability", "span"} <= set(rows[0])
-    assert float(rows[-1]["kl_to_star"]) == pytest.approx(0.01582, rel=1e-3)
+    assert {"queries", "eval/kl_to_star", "eval/exploitability", "eval/span"} <= set(rows[0])
+    assert float(rows[-1]["eval/kl_to_star"]) == pytest.approx(0.01582, rel=1e-3)
     assert (
         main([*argv, "--algo", "omd", "--queries", "3", "--param", "eta=0.5", "--out", str(out), "--no-progress"]) == 0
     )

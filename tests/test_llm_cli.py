@@ -60,7 +60,7 @@ def test_train_from_yaml_with_flag_overrides(
     with (out / "log.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [int(float(r["step"])) for r in rows] == [1, 2, 3]
-    assert [int(float(r["queries"])) for r in rows] == [2, 4, 6]
+    assert [int(float(r["charts/queries"])) for r in rows] == [2, 4, 6]
     assert (out / "training.png").stat().st_size > 1000
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()
     assert "3 steps, 6 queries" in capsys.readouterr().out

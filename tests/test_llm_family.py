@@ -225,9 +225,9 @@ def test_periodic_evaluation_is_logged_and_does_not_change_training(tmp_path: Pa
 
     with (tmp_path / "eval" / "run" / "log.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    evals = [(r["step"], r["eval_win_rate_judge"]) for r in rows if r["eval_win_rate"]]
+    evals = [(r["step"], r["eval/win_rate_judge"]) for r in rows if r["eval/win_rate"]]
     assert evals == [("0.0", "0.75"), ("2.0", "0.75"), ("4.0", "0.75")]
-    assert all(0 <= float(r["eval_win_rate"]) <= 1 for r in rows if r["eval_win_rate"])
+    assert all(0 <= float(r["eval/win_rate"]) <= 1 for r in rows if r["eval/win_rate"])
     assert (tmp_path / "eval" / "run" / "training.png").stat().st_size > 5000
 
 
@@ -242,7 +242,7 @@ def test_tied_weights_are_not_merged_and_one_token_completions_score(tmp_path: P
     trainer = NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=vowel_oracle(), prompts=PROMPTS)
     assert trainer._base_weights == []
     row = trainer.training_step()  # one-token completions through the grouped scorer
-    assert row["length"] == 1.0
+    assert row["train/length"] == 1.0
 
 
 def test_held_out_prompts_come_from_a_test_split_or_eval_dataset(tmp_path: Path) -> None:
@@ -299,6 +299,6 @@ def test_report_to_tensorboard_logs_metrics_and_sample_text(tmp_path: Path) -> N
     acc = EventAccumulator(str(events[0].parent), size_guidance={"tensors": 0, "scalars": 0})
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    assert {"loss", "kl_ref", "learning_rate", "queries"} <= scalars
-    assert [e.step for e in acc.Scalars("loss")] == [1, 2]
+    assert {"losses/loss", "train/kl_ref", "charts/learning_rate", "charts/queries"} <= scalars
+    assert [e.step for e in acc.Scalars("losses/loss")] == [1, 2]
     assert any("samples/completion" in tag for tag in acc.Tags()["tensors"])

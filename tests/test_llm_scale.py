@@ -85,8 +85,8 @@ def test_gradient_accumulation_averages_the_micro_batch_gradients(tmp_path: Path
             want = torch.stack([m[n] for m in micro_grads[g * accumulate : (g + 1) * accumulate]]).mean(0)
             torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
     per_prompt = {"nash-mp": 1, "egpo": 1, "nash-md": 2}[algorithm]  # k = 2: one self-play pair, or k opponents
-    assert row["queries"] == passes * accumulate * 2 * per_prompt
-    assert row["completions"] == passes * accumulate * 2 * 2
+    assert row["charts/queries"] == passes * accumulate * 2 * per_prompt
+    assert row["charts/completions"] == passes * accumulate * 2 * 2
 
 
 def test_accumulation_changes_the_run_so_resume_refuses_it(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_gradient_checkpointing_gives_the_same_gradient(tmp_path: Path) -> None:
     got = _first_gradient(ckpt)
     assert calls, "the policy's scoring pass ran through the checkpointed layers"
     assert all(layer.training == ckpt.model.training for layer in layers)  # flags restored after scoring
-    assert ckpt.history[0]["loss"] == pytest.approx(plain.history[0]["loss"], rel=1e-4, abs=1e-4)
+    assert ckpt.history[0]["losses/loss"] == pytest.approx(plain.history[0]["losses/loss"], rel=1e-4, abs=1e-4)
     assert sum(float(g.abs().sum()) for g in want) > 0
     for a, b in zip(want, got, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
@@ -182,7 +182,7 @@ def test_bf16_mixed_precision_keeps_fp32_master_weights_and_anchor(
     assert all(t.dtype == torch.float32 for t in trainer.anchor)
     state = trainer.optimizer_impl.state[trainer.params[0]]
     assert state["exp_avg"].dtype == torch.float32
-    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+    assert all(torch.isfinite(torch.tensor(row["losses/loss"])) for row in history)
     assert all(float(p.detach().abs().max()) > 0 for p in trainer.params)  # LoRA B moved from zero too
 
 
@@ -264,7 +264,7 @@ def test_reward_model_and_judge_by_name(tmp_path: Path) -> None:
     trainer = make(tmp_path / "run", oracle=f"reward-model:{rm_dir}", max_steps=1)
     assert isinstance(trainer.oracle, RewardModelOracle)
     trainer.train()
-    assert trainer.history[-1]["queries"] == 2  # B = 2 prompts, k = 2: one pair each
+    assert trainer.history[-1]["charts/queries"] == 2  # B = 2 prompts, k = 2: one pair each
 
 
 def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:

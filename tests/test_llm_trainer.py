@@ -217,11 +217,11 @@ def test_every_algorithm_trains_three_steps(tmp_path: Path, algorithm: str, use_
     selfplay = trainer.recipe.opponent_at(trainer.config, 0) == "self"
     pairs_per_prompt = 6 if selfplay else 4  # all 6 pairs of 4 completions, or 4 (completion, opponent) pairs
     pairs_per_step = 2 * pairs_per_prompt * (2 if algorithm == "egpo" else 1)  # EGPO: a fresh batch for its look-ahead
-    assert history[-1]["queries"] == 3 * pairs_per_step
-    assert history[-1]["completions"] == 3 * 2 * 4 * (2 if algorithm == "egpo" else 1)
+    assert history[-1]["charts/queries"] == 3 * pairs_per_step
+    assert history[-1]["charts/completions"] == 3 * 2 * 4 * (2 if algorithm == "egpo" else 1)
     for row in history:
         assert all(math.isfinite(v) for v in row.values())
-        assert 0 <= row["preference"] <= 1
+        assert 0 <= row["train/preference"] <= 1
     # every trainable tensor moved (TRL's canonical check), and π_ref's weights stayed bit-for-bit
     unmoved = [i for i, (p, b) in enumerate(zip(trainer.params, before, strict=True)) if torch.equal(p.detach(), b)]
     assert not unmoved, f"{len(unmoved)} of {len(before)} trainable tensors did not move"
@@ -288,7 +288,7 @@ def test_learning_rate_schedule_with_warmup(
     """The logged learning rate is the transformers schedule's, one scheduler step per optimiser step."""
     trainer = make_trainer(tmp_path, max_steps=6, learning_rate=1e-2, lr_scheduler_type=schedule, **fields)
     history = trainer.train()
-    assert [row["learning_rate"] for row in history] == pytest.approx([1e-2 * f for f in factors])
+    assert [row["charts/learning_rate"] for row in history] == pytest.approx([1e-2 * f for f in factors])
 
 
 @pytest.mark.parametrize("algorithm", ["nash-mp", "nash-mp-faithful", "nash-prox", "nash-md", "egpo"])
@@ -318,7 +318,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
     for got, want in zip(resumed_history, full_history, strict=True):
         assert set(got) == set(want)
         for key in want:
-            if key not in ("seconds", "sample_seconds"):
+            if key not in ("charts/seconds", "charts/sample_seconds"):
                 assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
     for p, q in zip(full.params, resumed.params, strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)

@@ -11,6 +11,9 @@ import pytest
 
 import nashmp
 from nashmp import PreferenceGame
+from nashmp.runner import COLUMNS
+
+from ._doc_tables import table_names
 
 
 def test_batched_run_equals_individual_runs() -> None:
@@ -55,8 +58,22 @@ def test_write_csv(tmp_path, game3: PreferenceGame) -> None:  # noqa: ANN001
     tr = nashmp.run(game3, "omd", 5)
     path = tr.write_csv(tmp_path / "m.csv")
     rows = list(csv.DictReader(path.read_text().splitlines()))
-    assert {"queries", "kl_to_star", "exploitability", "span", "span_max"} <= set(rows[0])
+    assert {"queries", "eval/kl_to_star", "eval/exploitability", "eval/span", "eval/span_max"} <= set(rows[0])
     assert [int(r["queries"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+
+
+def test_csv_columns_are_exactly_the_documented_ones(tmp_path, game3: PreferenceGame) -> None:  # noqa: ANN001
+    """Issue 13 item 11: the written header is COLUMNS (x-axis bare, the counter under charts/, each metric under
+    eval/); a subset of metrics writes only theirs, and the Python names stay bare."""
+    with nashmp.run(game3, "omd", 3).write_csv(tmp_path / "m.csv").open(newline="") as fh:
+        assert next(csv.reader(fh)) == list(COLUMNS)
+    tr = nashmp.run(game3, "omd", 3, metrics=["span"])
+    assert tr.columns == ["queries", "charts/iteration", "eval/span", "eval/span_max"]
+    assert list(tr.metrics) == ["span", "span_max"]
+
+
+def test_readme_table_lists_exactly_the_csv_columns() -> None:
+    assert table_names("README.md", "**Metric columns of the exact layer**") == list(COLUMNS)
 
 
 def test_public_api_is_pinned() -> None:

@@ -26,6 +26,7 @@ from .games.game import PreferenceGame
 
 __all__ = [
     "METRICS",
+    "DESCRIPTIONS",
     "best_response",
     "exploitability",
     "duality_gap",
@@ -37,7 +38,8 @@ __all__ = [
     "aggregate",
 ]
 
-#: Metric names in the order they are written to CSV files.
+#: Metric names (the ``metrics=`` of :func:`~nashmp.run`), in the order they are written to CSV files, where
+#: each is the column ``eval/<name>`` (see :data:`nashmp.runner.COLUMNS`).
 METRICS: tuple[str, ...] = (
     "kl_to_star",
     "kl_from_star",
@@ -46,6 +48,15 @@ METRICS: tuple[str, ...] = (
     "span",
     "unregularized_exploitability",
 )
+#: What each metric measures, per context (the module docstring has the conventions).
+DESCRIPTIONS: dict[str, str] = {
+    "kl_to_star": "KL(π*‖π), the direction of the paper's rate",
+    "kl_from_star": "KL(π‖π*)",
+    "exploitability": "𝓔_β(π) = max_π' 𝒫_β(π' ≻ π) − ½ = β·KL(π‖BR(π))",
+    "duality_gap": "max_π' 𝒫_β(π' ≻ π) − min_π' 𝒫_β(π ≻ π') = 2𝓔_β(π)",
+    "span": "max_y (log π − log π*)(y) − min_y (·) over the support of π_ref",
+    "unregularized_exploitability": "max_y (Pπ)_y − ½ over the support",
+}
 
 
 def best_response(game: PreferenceGame, log_pi: FloatArray, payoff: FloatArray | None = None) -> FloatArray:

@@ -20,9 +20,34 @@ from .algorithms.registry import make_algorithm
 from .equilibrium import Equilibrium, solve_equilibrium
 from .errors import InvalidParameterError
 from .games.game import PreferenceGame, check_positive_int
-from .metrics import METRICS, aggregate, context_metrics
+from .metrics import DESCRIPTIONS, METRICS, aggregate, context_metrics
 
-__all__ = ["Trajectory", "run", "queries_to_reach"]
+__all__ = ["COLUMNS", "Trajectory", "column", "run", "queries_to_reach"]
+
+
+def column(metric: str) -> str:
+    """The CSV column of ``metric`` (``kl_to_star``, ``span_max``, ...): ``eval/<metric>``.
+
+    Every recorded value is an exact evaluation of π against π*_β, so in the project's metric namespaces
+    (``charts/``, ``losses/``, ``train/``, ``eval/``, shared with the LLM and RL layers) it is an ``eval/``
+    column. The Python names stay bare (``metrics=``, ``Trajectory.metrics``, :func:`queries_to_reach`):
+    the namespace belongs to what is logged, not to the API that computes it.
+    """
+    return f"eval/{metric}"
+
+
+#: The columns of :meth:`Trajectory.write_csv` and of the ``metrics.csv`` of ``nashmp run``/``compare``/``approx``
+#: with the default ``metrics`` (README lists exactly these, tested): the x-axis ``queries`` (rates are per
+#: query; not namespaced), the progress counter, then each metric's ρ-weighted mean and maximum over contexts.
+COLUMNS: dict[str, str] = {
+    "queries": "preference queries spent so far (one per counted call of P(·≻μ), all contexts together)",
+    "charts/iteration": "iterations taken (the approximate layer: gradient steps)",
+    **{
+        column(name): text
+        for m, d in DESCRIPTIONS.items()
+        for name, text in ((m, f"{d}; ρ-weighted mean over contexts"), (f"{m}_max", "the same, maximum over contexts"))
+    },
+}
 
 
 @dataclass
@@ -49,7 +74,8 @@ class Trajectory:
 
     @property
     def columns(self) -> list[str]:
-        return ["queries", "iteration", *self.metrics]
+        """CSV header of :meth:`rows` (:data:`COLUMNS` with the default metrics)."""
+        return ["queries", "charts/iteration", *(column(k) for k in self.metrics)]
 
     def rows(self) -> list[list[float]]:
         cols = list(self.metrics.values())
@@ -59,7 +85,7 @@ class Trajectory:
         ]
 
     def write_csv(self, path: str | Path) -> Path:
-        """Write ``queries,iteration,<metric>,<metric>_max,...`` to ``path``."""
+        """Write ``queries,charts/iteration,eval/<metric>,eval/<metric>_max,...`` to ``path``."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         with p.open("w", newline="") as f:

@@ -13,10 +13,21 @@ from ..errors import InvalidParameterError
 from ..games.game import PreferenceGame, check_positive_int
 from ..metrics import METRICS, aggregate, context_metrics
 from ..oracles import PreferenceOracle
+from ..runner import COLUMNS as EXACT_COLUMNS
 from ..runner import Trajectory
 from .recipes import ApproxConfig, ApproxLearner
 
-__all__ = ["run_approx"]
+__all__ = ["COLUMNS", "run_approx"]
+
+#: The columns of ``nashmp approx``'s ``metrics.csv`` (docs/approx-study.md lists exactly these, tested): the run's
+#: recipe and seed, then the exact layer's trajectory columns (:data:`nashmp.runner.COLUMNS`: ``queries`` the
+#: x-axis, ``eval/`` the exact metrics of π_θ against π*_β); the approximate layer logs no training statistics.
+COLUMNS: dict[str, str] = {
+    "recipe": "the recipe (ApproxConfig.recipe)",
+    "seed": "its seed",
+    **EXACT_COLUMNS,
+    "charts/iteration": "gradient steps taken",
+}
 
 
 def run_approx(

@@ -67,14 +67,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(config.output_dir)
         last = history[-1]
         win = ""
-        if "eval_win_rate" in last:
+        if "eval/win_rate" in last:
             n = len(trainer.eval_prompts)
-            win = f", held-out win rate vs π_ref on {n} prompts: {last['eval_win_rate']:.3f} (training oracle)"
-            if "eval_win_rate_judge" in last:
-                win += f", {last['eval_win_rate_judge']:.3f} ({config.eval_judge})"
+            win = f", held-out win rate vs π_ref on {n} prompts: {last['eval/win_rate']:.3f} (training oracle)"
+            if "eval/win_rate_judge" in last:
+                win += f", {last['eval/win_rate_judge']:.3f} ({config.eval_judge})"
         print(
-            f"{config.algorithm}: {int(last['step'])} steps, {int(last['queries'])} queries, "
-            f"KL(π‖π_ref) {last['kl_ref']:.3g}{win}; model in {out / 'final'}, log in {out / 'log.csv'}, "
+            f"{config.algorithm}: {int(last['step'])} steps, {int(last['charts/queries'])} queries, "
+            f"KL(π‖π_ref) {last['train/kl_ref']:.3g}{win}; model in {out / 'final'}, log in {out / 'log.csv'}, "
             f"curves in {out / 'training.png'}"
         )
     return 0

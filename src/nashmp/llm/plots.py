@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from .trainer_io import read_log
 
 __all__ = ["plot_training"]
 
@@ -22,8 +23,7 @@ def plot_training(log_csv: str | Path, out: str | Path, *, title: str = "") -> P
     path = Path(log_csv)
     if not path.is_file():
         return None
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_log(path)  # a run folder of an older nashmp plots too
     if not rows:
         return None
     import matplotlib
@@ -32,11 +32,11 @@ def plot_training(log_csv: str | Path, out: str | Path, *, title: str = "") -> P
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    for key in ("loss", "advantage_std"):
+    for key in ("losses/loss", "train/advantage_std"):
         axes[0].plot(*_column(rows, key), label=key, lw=1.2)
-    for key in ("kl_ref", "kl_anchor"):
+    for key in ("train/kl_ref", "train/kl_anchor"):
         axes[1].plot(*_column(rows, key), label=key, lw=1.2)
-    for key, label in (("eval_win_rate", "training oracle"), ("eval_win_rate_judge", "eval judge")):
+    for key, label in (("eval/win_rate", "training oracle"), ("eval/win_rate_judge", "eval judge")):
         xs, ys = _column(rows, key)
         if xs:
             axes[2].plot(xs, ys, "o-", label=label, lw=1.2, ms=3)

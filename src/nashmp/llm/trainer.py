@@ -536,14 +536,14 @@ class NashMPTrainer(RunFolder):
             kl_ref = float((seq_logp - ref.sum(-1)).mean())
             kl_center = float((seq_logp - center.sum(-1)).mean()) if center is not None else 0.0
         stats = {
-            "loss": float(loss.detach()),
-            "preference": float(p.mean()),
-            "advantage_std": float(advantage.std()) if advantage.numel() > 1 else 0.0,
-            "kl_ref": kl_ref,
-            "kl_anchor": kl_center,
-            "length": float(y_mask.sum(-1).float().mean()),
-            "eos_fraction": self._eos_fraction(y, y_mask),
-            "sample_seconds": sample_seconds,
+            "losses/loss": float(loss.detach()),
+            "train/preference": float(p.mean()),
+            "train/advantage_std": float(advantage.std()) if advantage.numel() > 1 else 0.0,
+            "train/kl_ref": kl_ref,
+            "train/kl_anchor": kl_center,
+            "train/length": float(y_mask.sum(-1).float().mean()),
+            "train/eos_fraction": self._eos_fraction(y, y_mask),
+            "charts/sample_seconds": sample_seconds,
         }
         return loss, stats
 
@@ -580,7 +580,7 @@ class NashMPTrainer(RunFolder):
                     self.accelerator.backward(loss / len(batches))
             rows.append(stats)
         out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
-        out["sample_seconds"] = float(sum(r["sample_seconds"] for r in rows))
+        out["charts/sample_seconds"] = float(sum(r["charts/sample_seconds"] for r in rows))  # a sum, not a mean
         return out
 
     def _extragradient_step(self, batches: Sequence[list[Prompt]]) -> dict[str, float]:
@@ -596,8 +596,8 @@ class NashMPTrainer(RunFolder):
             for p, v in zip(self.params, start, strict=True):
                 p.copy_(v)
         self.optimizer_impl.load_state_dict(opt_state)
-        stats["grad_norm"] = self._apply_gradients()
-        stats["sample_seconds"] += first["sample_seconds"]
+        stats["losses/grad_norm"] = self._apply_gradients()
+        stats["charts/sample_seconds"] += first["charts/sample_seconds"]
         return stats
 
     def _apply_gradients(self) -> float:
@@ -641,19 +641,17 @@ class NashMPTrainer(RunFolder):
                 stats = self._extragradient_step(batches)
             else:
                 stats = self._accumulate(batches)
-                stats["grad_norm"] = self._apply_gradients()
+                stats["losses/grad_norm"] = self._apply_gradients()
         self.lr_scheduler.step()
         self.step += 1
         self._run_events(self.recipe.after(self.config, self.step))
         stats = self._reduce(stats)
         skipped = bool(getattr(self.accelerator, "optimizer_step_was_skipped", False))  # fp16 loss-scale overflow
         for name, value in stats.items():
-            if not math.isfinite(value) and not (skipped and name == "grad_norm"):
+            if not math.isfinite(value) and not (skipped and name == "losses/grad_norm"):
                 raise FloatingPointError(f"{name} is {value} at step {self.step}; lower learning_rate or raise beta.")
-        row = {"step": float(self.step), "queries": float(self.queries), "completions": float(self.completions)}
-        row.update(stats)
-        row["learning_rate"] = learning_rate
-        row["seconds"] = time.perf_counter() - start
+        row = {**self._counters(), **stats, "charts/learning_rate": learning_rate}
+        row["charts/seconds"] = time.perf_counter() - start
         self.history.append(row)
         return row
 
@@ -683,9 +681,9 @@ class NashMPTrainer(RunFolder):
             _, _, mine = self._sample_from("self", ids, mask)
             _, _, ref = self.sample([(self.ref_view, 1.0)], ids, mask)
         texts = [prompt_text(x) for x in prompts]
-        out = {"eval_win_rate": float(np.mean(self.oracle.probability(texts, mine, ref)))}
+        out = {"eval/win_rate": float(np.mean(self.oracle.probability(texts, mine, ref)))}
         if self.eval_judge is not None:
-            out["eval_win_rate_judge"] = float(np.mean(self.eval_judge.probability(texts, mine, ref)))
+            out["eval/win_rate_judge"] = float(np.mean(self.eval_judge.probability(texts, mine, ref)))
         return out
 
     # ------------------------------------------------------------------ loop, logging, checkpoints
@@ -701,16 +699,15 @@ class NashMPTrainer(RunFolder):
             disable=not (cfg.progress_bar and acc.is_main_process),
         )
         if cfg.eval_steps and self.step == 0:
-            self._log({"step": 0.0, "queries": 0.0, "completions": 0.0, **self.evaluate_win_rate()})
+            self._log({**self._counters(), **self.evaluate_win_rate()})
         while self.step < cfg.max_steps:
             row = self.training_step()
             if cfg.eval_steps and (self.step % cfg.eval_steps == 0 or self.step == cfg.max_steps):
                 row.update(self.evaluate_win_rate())
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{row['loss']:.3g}", kl=f"{row['kl_ref']:.3g}", win=f"{row.get('eval_win_rate', '-')}"
-            )
-            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps or "eval_win_rate" in row:
+            win = row.get("eval/win_rate", "-")
+            bar.set_postfix(loss=f"{row['losses/loss']:.3g}", kl=f"{row['train/kl_ref']:.3g}", win=f"{win}")
+            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps or "eval/win_rate" in row:
                 self._log(row)
             if cfg.log_completions_steps and self.step % cfg.log_completions_steps == 0:
                 self._log_completions()

@@ -7,38 +7,82 @@ import csv
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import Tensor
 
-from ..errors import InvalidParameterError
+from ..errors import CheckpointError, InvalidParameterError
 from .config import NashMPConfig
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-__all__ = ["METRICS", "RESUME_LOCKED", "RunFolder", "latest_checkpoint", "resolve_resume"]
+__all__ = [
+    "LEGACY_NAMES", "METRICS", "RESUME_LOCKED", "TRACKER_TEXT", "RunFolder", "current_names", "latest_checkpoint",
+    "read_log", "resolve_resume",
+]  # fmt: skip
 
-#: The metrics every algorithm logs (one CSV column each, the same names in every tracker).
+V = TypeVar("V")
+
+#: The metrics every algorithm logs: one ``log.csv`` column each, the same names in every tracker. Namespaced as
+#: across the project (CleanRL/TRL style): ``charts/`` progress counters and rates, ``losses/`` the loss and its
+#: optimisation diagnostics, ``train/`` other statistics of the step's samples, ``eval/`` the held-out
+#: evaluation; the x-axis ``step`` is not namespaced (it is the trackers' ``step=``). docs/llm.md lists
+#: exactly these (tested), with TRL's name where TRL logs the same quantity.
 METRICS = {
     "step": "optimiser steps taken",
-    "queries": "preference queries so far, summed over processes (one per compared pair)",
-    "completions": "completions that entered the gradient so far, summed over processes",
-    "loss": "the algorithm's loss on this step's batch",
-    "preference": "mean P(y ≻ y') over the compared pairs (½ by construction under self-play)",
-    "advantage_std": "standard deviation of the sequence advantages (the preference signal's spread)",
-    "kl_ref": "sequence KL(π_θ‖π_ref) estimated on the policy's samples (mean of Σ_t log π_θ − log π_ref)",
-    "kl_anchor": "sequence KL(π_θ‖π̄) to the prox centre, same estimator (0 for algorithms without one)",
-    "length": "mean completion length in tokens",
-    "eos_fraction": "fraction of completions that ended with EOS within max_new_tokens",
-    "grad_norm": "gradient norm before clipping",
-    "learning_rate": "the step's learning rate (lr_scheduler_type, warm-up)",
-    "seconds": "wall-clock seconds of the step",
-    "sample_seconds": "of which sampling completions",
-    "eval_win_rate": "held-out win rate of π_θ against π_ref under the training oracle (eval_steps)",
-    "eval_win_rate_judge": "the same under eval_judge (empty without one)",
+    "charts/queries": "preference queries so far, summed over processes (one per compared pair)",
+    "charts/completions": "completions that entered the gradient so far, summed over processes",
+    "charts/learning_rate": "the step's learning rate (lr_scheduler_type, warm-up)",
+    "charts/seconds": "wall-clock seconds of the step",
+    "charts/sample_seconds": "of which sampling completions",
+    "losses/loss": "the algorithm's loss on this step's batch",
+    "losses/grad_norm": "gradient norm before clipping",
+    "train/preference": "mean P(y ≻ y') over the compared pairs (½ by construction under self-play)",
+    "train/advantage_std": "standard deviation of the sequence advantages (the preference signal's spread)",
+    "train/kl_ref": "sequence KL(π_θ‖π_ref) estimated on the policy's samples (mean of Σ_t log π_θ − log π_ref)",
+    "train/kl_anchor": "sequence KL(π_θ‖π̄) to the prox centre, same estimator (0 for algorithms without one)",
+    "train/length": "mean completion length in tokens",
+    "train/eos_fraction": "fraction of completions that ended with EOS within max_new_tokens",
+    "eval/win_rate": "held-out win rate of π_θ against π_ref under the training oracle (eval_steps)",
+    "eval/win_rate_judge": "the same under eval_judge (empty without one)",
 }
+#: Sent to the trackers only (text, not a CSV column), every ``log_completions_steps`` steps.
+TRACKER_TEXT = {"samples/completion": "one sampled answer, the answer it was compared with and P(answer ≻ other)"}
+#: The bare names nashmp logged before the namespaces (issue 13): resume migrates an old ``log.csv`` and the
+#: checkpoint's history, and readers of cached run logs (training.png, benchmarks/) go through :func:`current_names`.
+LEGACY_NAMES = {
+    "queries": "charts/queries", "completions": "charts/completions", "learning_rate": "charts/learning_rate",
+    "seconds": "charts/seconds", "sample_seconds": "charts/sample_seconds", "loss": "losses/loss",
+    "grad_norm": "losses/grad_norm", "preference": "train/preference", "advantage_std": "train/advantage_std",
+    "kl_ref": "train/kl_ref", "kl_anchor": "train/kl_anchor", "length": "train/length",
+    "eos_fraction": "train/eos_fraction", "eval_win_rate": "eval/win_rate", "eval_win_rate_judge": "eval/win_rate_judge",
+}  # fmt: skip
+
+
+def current_names(row: Mapping[str, V]) -> dict[str, V]:
+    """``row`` with its pre-namespace keys (:data:`LEGACY_NAMES`) renamed; current keys pass unchanged."""
+    return {LEGACY_NAMES.get(k, k): v for k, v in row.items()}
+
+
+def read_log(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a run's ``log.csv`` under the current names, whichever nashmp version wrote it."""
+    with Path(path).open(newline="") as fh:
+        return [current_names(r) for r in csv.DictReader(fh)]
+
+
+def _check_log_header(path: Path) -> None:
+    """Refuse to resume into a ``log.csv`` with columns nashmp never wrote (another tool's file): migrating it
+    would silently drop them."""
+    with path.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    unknown = [c for c in header if c not in METRICS and c not in LEGACY_NAMES]
+    if unknown:
+        raise CheckpointError(
+            f"{path} has columns nashmp does not write ({', '.join(unknown)}); move that file away to resume the run."
+        )
 
 
 def _gather_objects(obj: Any) -> list[Any]:
@@ -134,6 +178,8 @@ def resolve_resume(cfg: NashMPConfig) -> Path | None:
             f"cannot resume {path} with other settings ({'; '.join(changed)}); use the saved values or a new "
             "output_dir."
         )
+    if (out / "log.csv").is_file():
+        _check_log_header(out / "log.csv")
     return path
 
 
@@ -154,6 +200,11 @@ class RunFolder:
     @property
     def raw_model(self) -> Any:  # provided by the trainer
         raise NotImplementedError
+
+    def _counters(self) -> dict[str, float]:
+        """The x-axis and the progress counters every logged row starts with."""
+        return {"step": float(self.step), "charts/queries": float(self.queries),
+                "charts/completions": float(self.completions)}  # fmt: skip
 
     def _log(self, row: dict[str, float]) -> None:
         acc = self.accelerator
@@ -234,12 +285,13 @@ class RunFolder:
                 data = load_file(str(path / f"{name}.safetensors"))
                 self.snapshots[name] = [data[str(i)].to(device) for i in range(len(data))]
         state = json.loads((path / "trainer_state.json").read_text())
-        self.step, self.queries, self.history = int(state["step"]), int(state["queries"]), state["history"]
+        self.step, self.queries = int(state["step"]), int(state["queries"])
+        self.history = [current_names(row) for row in state["history"]]
         self.completions = int(state.get("completions", 0))
         log = self.output_dir / "log.csv"
         if self.accelerator.is_main_process and log.exists():  # drop rows logged after the checkpoint
-            with log.open() as fh:
-                rows = [r for r in csv.DictReader(fh) if float(r["step"]) <= self.step]
+            # an older nashmp's log is migrated to the current names (resolve_resume refused anything else)
+            rows = [r for r in read_log(log) if float(r["step"]) <= self.step]
             with log.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=list(METRICS))
                 writer.writeheader()
