@@ -56,7 +56,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("rl", [], "required"),
     ("rl train", ["--out", "{tmp}/rl"], "--steps"),
     ("rl train", ["--algo", "ppo", "--steps", "4096", "--out", "{tmp}/rl"], "invalid choice"),
-    ("rl train", ["--steps", "100", "--out", "{tmp}/rl"], "less than one iteration"),
+    ("rl train", ["--steps", "4096", "--preset", "nosuch", "--out", "{tmp}/rl"], "unknown preset"),
+    ("rl train", ["--steps", "4096", "--wrapper", "os:system", "--out", "{tmp}/rl"], "unknown wrapper"),
+    ("rl train", ["--steps", "4096", "--env-kwargs", "g", "--out", "{tmp}/rl"], "KEY=VALUE"),
+    ("rl train", ["--steps", "4096", "--env-kwargs", "nosuch=1", "--out", "{tmp}/rl"], "nosuch"),
+    ("rl train", ["--steps", "4096", "--eval-every", "-1", "--out", "{tmp}/rl"], "eval_every"),
+    ("rl train", ["--steps", "4096", "--report-to", "wandb", "--out", "{tmp}/rl"], "invalid choice"),
+    ("rl eval", [], "path"),
+    ("rl eval", ["{tmp}/no-run.pt"], "no policy or checkpoint"),
+    ("rl eval", ["{P}"], "not a readable"),
+    ("rl eval", ["{tmp}/no-run.pt", "--episodes", "0"], "episodes"),
+    ("rl eval", ["{tmp}/no-run.pt", "--seed", "-2"], "seed"),
     ("rl train", ["--steps", "4096", "--seed", "-1", "--out", "{tmp}/rl"], "seed"),
     ("rl train", ["--steps", "4096", "--eval-episodes", "0", "--out", "{tmp}/rl"], "eval_episodes"),
     ("rl train", ["--steps", "4096", "--param", "torch_threads=0", "--out", "{tmp}/rl"], "torch_threads"),
@@ -84,8 +94,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval", ["--policies", "ref", "--prompts", "{tmp}/none.jsonl", "--out", "{tmp}/e"], "does not exist"),
 ]
 
-_NEEDS = {"approx": ["torch"], "rl train": ["torch", "gymnasium"], "train": ["torch", "transformers", "yaml"],
-          "eval": ["torch", "transformers", "peft"]}  # fmt: skip
+_NEEDS = {"approx": ["torch"], "rl train": ["torch", "gymnasium"], "rl eval": ["torch", "gymnasium"],
+          "train": ["torch", "transformers", "yaml"], "eval": ["torch", "transformers", "peft"]}  # fmt: skip
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     straight = MDPOOff(MDPOOffConfig(**TINY))
     straight.learn(log_every=100)
     first = MDPOOff(MDPOOffConfig(**TINY))
-    first.learn(stop_after=250, checkpoint_dir=tmp_path, checkpoint_every=250, log_every=100)
+    first.learn(stop_after=250, out_dir=tmp_path, checkpoint_every=250, log_every=100)
     resumed = MDPOOff.load(tmp_path / "checkpoint.pt")
     resumed.learn(log_every=100)
     for a, b in zip(straight.actor.parameters(), resumed.actor.parameters(), strict=True):

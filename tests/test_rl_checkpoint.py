@@ -169,7 +169,10 @@ def test_rl_output_folder_and_resume_flags_are_checked(tmp_path: Path, capsys: p
         (_cli(out, "--steps", "256"), "already holds a run"),  # would silently overwrite checkpoint.pt
         (_cli(out, "--steps", "512", "--resume", "--env", "CartPole-v1"), "--env 'CartPole-v1' differs"),
         (_cli(out, "--steps", "512", "--resume", "--seed", "3"), "--seed 3 differs"),
-        (_cli(tmp_path / "b", "--steps", "100"), "less than one iteration"),
+        (_cli(tmp_path / "b", "--preset", "nosuch"), "unknown preset 'nosuch'"),
+        (_cli(out, "--steps", "512", "--resume", "--preset", "release"), "keeps its checkpoint's settings"),
+        (_cli(out, "--steps", "512", "--resume", "--wrapper", "ClipAction"), "--wrapper ['ClipAction'] differs"),
+        (_cli(tmp_path / "e", "--save-buffer", "none"), "applies to --algo mdpo-off"),
         (_cli(tmp_path / "c", "--eval-episodes", "0"), "eval_episodes"),
         (_cli(tmp_path / "d", "--seed", "-1"), "--seed must be ≥ 0"),
     ]
@@ -262,6 +265,10 @@ def test_crafted_state_cannot_patch_classes_or_change_types(tmp_path: Path) -> N
         ({"env_id": "NoSuch-v0"}, "not a registered gymnasium id"),
         ({"no_such_field": 1}, "unknown config field"),
         ({"n_steps": "many"}, "n_steps must be an integer"),
+        ({"wrappers": ["os:system"]}, "unknown wrapper 'os'"),
+        ({"wrappers": ["builtins.eval"]}, "unknown wrapper 'builtins.eval'"),
+        ({"env_kwargs": {"g": torch.zeros(1)}}, "not a JSON literal"),
+        ({"n_steps": {"__ndarray__": 1}}, "config is malformed"),
         ("not a dict", "config"),
     ],
 )

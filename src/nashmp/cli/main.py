@@ -190,29 +190,6 @@ def cmd_approx(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rl_train(args: argparse.Namespace) -> int:
-    from .rl import rl_train
-
-    parsed = parse_params(args.param)
-    check_param_targets(parsed, [args.algo], "algorithm")
-    params = params_for(args.algo, parsed)
-    report = rl_train(
-        args.algo,
-        args.env,
-        args.steps,
-        args.seed,
-        Path(args.out),
-        params=params,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        checkpoint_every=args.checkpoint_every,
-        eval_episodes=args.eval_episodes,
-        progress=not args.no_progress,
-    )
-    print(json.dumps(report))
-    return 0
-
-
 def _algorithm_params_help() -> str:
     """Each tabular algorithm's ``--param`` keys with their types and defaults, from its factory's signature."""
     import inspect
@@ -234,19 +211,6 @@ def _approx_help() -> str:
     recipes = ["recipes (--recipe):", *(f"  {name}: {recipe.summary}" for name, recipe in RECIPES.items())]
     choices = {k: list(v) for k, v in _CHOICES.items()}
     return "\n".join(recipes) + "\n\n" + config_fields_help(ApproxConfig, choices=choices, skip=("recipe", "seed"))
-
-
-def _rl_help() -> str:
-    from ..rl.mdpo import MDPOConfig
-    from ..rl.mdpo_off import MDPOOffConfig
-
-    flagged = ("env_id", "total_steps", "seed", "eval_episodes")  # set by --env, --steps, --seed, --eval-episodes
-    return "\n\n".join(
-        [
-            "--algo mdpo: " + config_fields_help(MDPOConfig, skip=flagged),
-            "--algo mdpo-off: " + config_fields_help(MDPOOffConfig, skip=flagged),
-        ]
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,29 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(func=cmd_approx)
 
-    rl = sub.add_parser("rl", help="reinforcement learning with MDPO (needs gymnasium)")
-    rl_sub = rl.add_subparsers(dest="rl_command", required=True, parser_class=Parser)
-    t = rl_sub.add_parser(
-        "train",
-        help="train MDPO; writes OUT/{metrics.csv,curve.png,checkpoint.pt,eval.json}",
-        epilog_factory=_rl_help,
-    )
-    t.add_argument("--algo", default="mdpo", choices=["mdpo", "mdpo-off"], help="on-policy or off-policy MDPO")
-    t.add_argument(
-        "--env", default=None, help="gymnasium environment id (default Pendulum-v1; on --resume the saved one)"
-    )
-    t.add_argument("--steps", type=int, required=True, help="total environment steps")
-    t.add_argument("--seed", type=int, default=None, help="seed (default 0; on --resume the saved one)")
-    t.add_argument("--param", action="append", metavar="KEY=VALUE", help="MDPOConfig/MDPOOffConfig field")
-    t.add_argument("--out", required=True)
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--overwrite", action="store_true", help="start afresh even if OUT holds a checkpoint")
-    t.add_argument(
-        "--checkpoint-every", type=int, default=10, help="iterations (mdpo) or thousands of steps (mdpo-off)"
-    )
-    t.add_argument("--eval-episodes", type=int, default=10)
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=cmd_rl_train)
+    from .rl import add_rl_parsers
+
+    add_rl_parsers(sub)
 
     from .train import add_train_arguments, cmd_train
 

@@ -36,7 +36,10 @@ from .envs import env_state, restore_env_state
 
 __all__ = [
     "save_agent",
+    "write_atomic",
+    "read_plain_file",
     "read_checkpoint",
+    "checkpoint_algo",
     "checkpoint_config",
     "load_agent_state",
     "env_snapshot",
@@ -44,7 +47,9 @@ __all__ = [
 ]
 
 FORMAT = "nashmp-rl-checkpoint/2"
-_RUNTIME = ("obs", "reset_next", "returns")
+_RUNTIME = ("obs", "reset_next", "returns", "lengths")
+#: runtime fields added after the format was fixed: a checkpoint without them loads with the fresh value
+_OPTIONAL_RUNTIME = {"lengths"}
 #: attributes that are structure (rebuilt from the config), not state
 _SKIP = {"env", "envs", "env_fns", "spec", "_saved_kwargs", "metadata", "_metadata", "render_mode", "_cached_spec"}
 
@@ -246,19 +251,8 @@ def restore_env_snapshot(env: Any, snapshot: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- agents
-def save_agent(agent: Any, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write config, ``STATEFUL`` state dicts, env state, RNGs, counters and ``extra`` to ``path``."""
-    blob = {
-        "format": FORMAT,
-        "config": _encode(asdict(agent.cfg)),
-        "stateful": {name: getattr(agent, name).state_dict() for name in agent.STATEFUL},
-        "env": env_snapshot(agent.env),
-        "np_rng": _encode(agent.rng.bit_generator.state),
-        "torch_rng": torch.get_rng_state(),
-        "extra": _encode(extra or {}),
-        "progress": _encode(asdict(agent.progress)),
-        **{k: _encode(getattr(agent, k)) for k in _RUNTIME},
-    }
+def write_atomic(blob: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save(blob)`` to ``path`` through a temporary file and a rename (a crash keeps the old file)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -275,31 +269,71 @@ def save_agent(agent: Any, path: str | Path, extra: dict[str, Any] | None = None
     return p
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dictionary, read with torch's restricted unpickler (plain data only, no code)."""
+def save_agent(agent: Any, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write config, ``STATEFUL`` state dicts, env state, RNGs, counters and ``extra`` to ``path``."""
+    blob = {
+        "format": FORMAT,
+        "algo": agent.ALGO,
+        "config": _encode(asdict(agent.cfg)),
+        "stateful": {name: getattr(agent, name).state_dict() for name in agent.STATEFUL},
+        "env": env_snapshot(agent.env),
+        "np_rng": _encode(agent.rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+        "extra": _encode(extra or {}),
+        "progress": _encode(asdict(agent.progress)),
+        **{k: _encode(getattr(agent, k)) for k in _RUNTIME},
+    }
+    return write_atomic(blob, path)
+
+
+def read_plain_file(path: str | Path, what: str = "nashmp checkpoint") -> dict[str, Any]:
+    """A ``torch.save`` dictionary read with torch's restricted unpickler (plain data only, no code)."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}.")
+        raise CheckpointError(f"no {what.removeprefix('nashmp ')} at {p}.")
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not ours (or cut short)
-        raise CheckpointError(f"{p} is not a readable nashmp checkpoint (truncated or corrupt: not a torch archive).")
+        raise CheckpointError(f"{p} is not a readable {what} (truncated or corrupt: not a torch archive).")
     try:
         blob = torch.load(p, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f"it references {found.group(1)}" if found else "it is not plain data"
+        reason = f"it references {found.group(1)}" if found else "it is not plain data"
         raise CheckpointError(
-            f"{p} holds objects other than plain data ({what}); nashmp refuses to load it, since unpickling "
+            f"{p} holds objects other than plain data ({reason}); nashmp refuses to load it, since unpickling "
             "them could run code. Checkpoints written up to b6b7c61 pickled the environment: retrain to resume."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"{p} is not a readable nashmp checkpoint (truncated or corrupt: {exc}).") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a readable {what} (truncated or corrupt: {exc}).") from None
+    if not isinstance(blob, dict):
+        raise CheckpointError(f"{p} is not a {what}.")
+    return blob
+
+
+def read_checkpoint(path: str | Path, *, blob: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dictionary, read with torch's restricted unpickler (plain data only, no code); ``blob``:
+    the file already read by :func:`read_plain_file`."""
+    p = Path(path)
+    blob = read_plain_file(p) if blob is None else blob
+    if blob.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a nashmp RL checkpoint (format {FORMAT} expected).")
     out: dict[str, Any] = dict(blob)
-    out["config"] = _decode(blob.get("config"))
+    try:
+        out["config"] = _decode(blob.get("config"))
+    except (KeyError, TypeError, ValueError, AttributeError):  # a tagged value missing its dtype, shape, ...
+        raise CheckpointError(f"{p}: the checkpoint's config is malformed.") from None
     if not isinstance(out["config"], dict):
         raise CheckpointError(f"{p}: the checkpoint's config is not a mapping of field: value.")
     return out
+
+
+def checkpoint_algo(blob: dict[str, Any]) -> str:
+    """``mdpo`` or ``mdpo-off``: recorded since the light policy file; older checkpoints by their fields."""
+    algo = blob.get("algo")
+    if algo in ("mdpo", "mdpo-off"):
+        return str(algo)
+    if algo is None and isinstance(blob.get("config"), dict):
+        return "mdpo-off" if "buffer_size" in blob["config"] else "mdpo"
+    raise CheckpointError(f"the checkpoint names an unknown algorithm {algo!r}.")
 
 
 def checkpoint_config(config_cls: type, blob: dict[str, Any], overrides: dict[str, Any]) -> Any:
@@ -342,7 +376,8 @@ def load_agent_state(agent: Any, blob: dict[str, Any]) -> dict[str, Any]:
         torch.set_rng_state(blob["torch_rng"])
         agent.progress = type(agent.progress)(**_decode(blob["progress"]))
         for k in _RUNTIME:
-            setattr(agent, k, _decode(blob[k]))
+            if k in blob or k not in _OPTIONAL_RUNTIME:
+                setattr(agent, k, _decode(blob[k]))
         return dict(_decode(blob["extra"]))
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as exc:
         if isinstance(exc, CheckpointError):

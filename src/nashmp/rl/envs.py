@@ -5,11 +5,19 @@
 (actions are clipped by the agent, as in MDPO's release). Pure-Python environments pickle with their
 state; MuJoCo environments re-create their model on unpickling, so :func:`env_state` /
 :func:`restore_env_state` also carry ``qpos``/``qvel`` and every random generator.
+
+Each environment is ``gym.make(env_id, **env_kwargs)`` wrapped, innermost first, by the named
+``wrappers``: classes of ``gymnasium.wrappers`` from the allow-list :data:`WRAPPERS` only, never a module
+path (a wrapper name also reaches us from a checkpoint's config, which is untrusted), with keyword arguments
+written ``Name:key=value,key=value`` (values JSON literals).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -18,30 +26,162 @@ from gymnasium.wrappers import vector as vw
 
 from ..errors import InvalidParameterError
 
-__all__ = ["make_env", "make_vec_env", "check_env_id", "env_state", "restore_env_state", "observation_normalizer"]
+__all__ = [
+    "WRAPPERS",
+    "make_env",
+    "make_vec_env",
+    "check_env_id",
+    "check_env_kwargs",
+    "check_env_fields",
+    "parse_wrapper",
+    "env_state",
+    "restore_env_state",
+    "observation_normalizer",
+]
 
 
-def make_env(env_id: str) -> gym.Env:
-    """One environment (module-level so that vector environments pickle)."""
-    return gym.make(env_id)
+def _array(value: Any) -> Any:
+    """JSON lists become float32 arrays (bounds per dimension); numbers stay numbers."""
+    return np.asarray(value, dtype=np.float32) if isinstance(value, list) else value
 
 
-def check_env_id(env_id: str) -> gym.Env:
+def _shape(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: the gymnasium.wrappers classes a run may name, each with the conversion its JSON arguments need. Left out:
+#: wrappers that take callables (TransformObservation, ...), the normalisers (``normalize`` already adds them
+#: at the vector level, with checkpointed statistics) and image-only ones.
+WRAPPERS: dict[str, dict[str, Any]] = {
+    "ClipAction": {},
+    "RescaleAction": {"min_action": _array, "max_action": _array},
+    "ClipReward": {"min_reward": _array, "max_reward": _array},
+    "TimeLimit": {"max_episode_steps": None},
+    "TimeAwareObservation": {"flatten": None, "normalize_time": None},
+    "FlattenObservation": {},
+    "FrameStackObservation": {"stack_size": None, "padding_type": None},
+    "DelayObservation": {"delay": None},
+    "RescaleObservation": {"min_obs": _array, "max_obs": _array},
+    "StickyAction": {"repeat_action_probability": None, "repeat_action_duration": _shape},
+    "ReshapeObservation": {"shape": _shape},
+}
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``a=1,b=[1,2]`` → ``['a=1', 'b=[1,2]']``: commas inside brackets or quotes belong to the value."""
+    parts, depth, quote, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quote = not quote
+        elif not quote and ch in "[{":
+            depth += 1
+        elif not quote and ch in "]}":
+            depth -= 1
+        elif not quote and depth == 0 and ch == ",":
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def parse_wrapper(spec: str) -> tuple[str, dict[str, Any]]:
+    """``'ClipReward:min_reward=-1,max_reward=1'`` → ``('ClipReward', {'min_reward': -1, 'max_reward': 1})``."""
+    if not isinstance(spec, str):
+        raise InvalidParameterError(f"a wrapper is named by a string, got {spec!r}.")
+    name, _, args = spec.partition(":")
+    name = name.strip()
+    if name not in WRAPPERS:
+        raise InvalidParameterError(
+            f"unknown wrapper {name!r}; allowed gymnasium.wrappers classes: {', '.join(sorted(WRAPPERS))}."
+        )
+    kwargs: dict[str, Any] = {}
+    for item in _split_top_level(args):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InvalidParameterError(f"wrapper {spec!r}: arguments are written Name:key=value,key=value.")
+        if key not in WRAPPERS[name]:
+            allowed = ", ".join(WRAPPERS[name]) or "none"
+            raise InvalidParameterError(f"wrapper {name} has no argument {key!r} (its arguments: {allowed}).")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value.strip()  # a bare word (padding_type=zero) is a string
+    return name, kwargs
+
+
+def _plain(value: Any) -> bool:
+    """A JSON literal: what ``--env-kwargs`` parses and a checkpoint may carry (never an object)."""
+    if value is None or type(value) in (bool, int, str):
+        return True
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is list:
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
+
+
+def check_env_kwargs(env_kwargs: Any) -> None:
+    """Raise :class:`InvalidParameterError` unless ``env_kwargs`` maps names to JSON literals."""
+    if type(env_kwargs) is not dict or not all(type(k) is str and k.isidentifier() for k in env_kwargs):
+        raise InvalidParameterError(f"env_kwargs must map keyword names to values, got {env_kwargs!r}.")
+    for key, value in env_kwargs.items():
+        if not _plain(value):
+            raise InvalidParameterError(
+                f"env_kwargs[{key!r}] = {value!r} is not a JSON literal (number, string, bool, null, list, dict)."
+            )
+
+
+def make_env(
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: Sequence[str] = (),
+    render_mode: str | None = None,
+) -> gym.Env:
+    """One environment (module-level so that vector environments pickle): make, then wrap innermost first."""
+    kwargs = dict(env_kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    env = gym.make(env_id, **kwargs)
+    for spec in wrappers:
+        name, args = parse_wrapper(spec)
+        convert = WRAPPERS[name]
+        args = {k: convert[k](v) if convert[k] else v for k, v in args.items()}
+        env = getattr(gym.wrappers, name)(env, **args)
+    return env
+
+
+def check_env_id(env_id: str, env_kwargs: dict[str, Any] | None = None, wrappers: Sequence[str] = ()) -> gym.Env:
     """Build one environment or raise :class:`InvalidParameterError` with the reason."""
+    where = f"environment {env_id!r}" + (f" with env_kwargs {env_kwargs}" if env_kwargs else "")
     try:
-        return make_env(env_id)
+        return make_env(env_id, env_kwargs, wrappers)
     except gym.error.Error as exc:
-        raise InvalidParameterError(f"cannot make environment {env_id!r}: {exc}") from None
+        raise InvalidParameterError(f"cannot make {where}: {exc}") from None
     except ImportError as exc:  # e.g. MuJoCo missing
-        raise InvalidParameterError(f"environment {env_id!r} needs a missing package: {exc}") from None
+        raise InvalidParameterError(f"{where} needs a missing package: {exc}") from None
+    except (TypeError, ValueError, AssertionError) as exc:  # a keyword the env (or a wrapper) does not take
+        message = " ".join(str(exc).split())
+        raise InvalidParameterError(f"cannot make {where} and wrappers {list(wrappers)}: {message}") from None
 
 
-def make_vec_env(env_id: str, num_envs: int, *, normalize: bool, gamma: float) -> gym.vector.VectorEnv:
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    *,
+    normalize: bool,
+    gamma: float,
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: Sequence[str] = (),
+) -> gym.vector.VectorEnv:
     """Synchronous vector env with episode statistics and (optionally) observation/reward normalisation."""
     # NEXT_STEP autoreset (gymnasium's default, the only one its normalisation wrappers accept): the step that
     # ends an episode returns the final observation, and the following step resets that sub-env (its action is
     # ignored). The agent masks those reset transitions out.
-    env: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([functools.partial(make_env, env_id)] * num_envs)
+    factory = functools.partial(make_env, env_id, dict(env_kwargs or {}), tuple(wrappers))
+    env: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([factory] * num_envs)
     env = vw.RecordEpisodeStatistics(env)
     if normalize:
         env = vw.NormalizeObservation(env)
@@ -93,10 +233,19 @@ def restore_env_state(env: gym.vector.VectorEnv, states: list[dict[str, Any]]) -
 
 
 def observation_normalizer(env: gym.vector.VectorEnv) -> Any | None:
-    """The running mean/std of the observation-normalisation wrapper, if any (for evaluation)."""
+    """The observation-normalisation wrapper (``obs_rms``: running mean/var; ``epsilon``), if any."""
     current: Any = env
     while current is not None:
         if isinstance(current, vw.NormalizeObservation):
-            return current.obs_rms
+            return current
         current = getattr(current, "env", None)
     return None
+
+
+def check_env_fields(env_kwargs: Any, wrappers: Any) -> None:
+    """The configs' check of ``env_kwargs`` and ``wrappers`` (before any environment is built)."""
+    check_env_kwargs(env_kwargs)
+    if not isinstance(wrappers, list):
+        raise InvalidParameterError(f"wrappers must be a list of wrapper names, got {wrappers!r}.")
+    for spec in wrappers:
+        parse_wrapper(spec)

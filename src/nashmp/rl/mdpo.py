@@ -22,14 +22,16 @@ official release unless marked *ours*):
 * observation and reward normalisation (gymnasium wrappers), actions clipped to the Box before ``step``;
 * 64-64 tanh actor, orthogonal init (gain √2, head 0.01), state-independent log-std initialised at 0.
 
-Metrics are logged with stable names (``charts/episodic_return``, ``charts/SPS``, ``losses/policy``,
-``losses/value``, ``losses/kl``, ``losses/kl_weight``); see the README table.
+Metrics: :data:`METRICS` (CleanRL's names where they mean the same thing; the table in docs/rl.md).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,36 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
-from .envs import check_env_id, make_vec_env, observation_normalizer
+from .envs import check_env_fields, check_env_id, make_vec_env, observation_normalizer
+from .evaluation import EVAL_SEED, evaluate_policy, record_eval
+from .policy_file import Policy
+from .run_log import RunLog, check_report_to, current_names, episode_charts
 
-__all__ = ["MDPOConfig", "MDPO", "mdpo_loss", "policy_kl"]
+__all__ = ["MDPOConfig", "MDPO", "METRICS", "mdpo_loss", "policy_kl"]
+
+#: every column of ``metrics.csv`` (in order) and every scalar sent to a tracker: name → meaning
+METRICS: dict[str, str] = {
+    "global_step": "environment steps so far, over all envs (x-axis)",
+    "iteration": "MDPO iterations so far, k (x-axis)",
+    "charts/episodic_return": "mean raw return of the last 10 finished training episodes",
+    "charts/episodic_length": "mean length of the last 10 finished training episodes",
+    "charts/learning_rate": "the actor's Adam step size in this iteration",
+    "charts/SPS": "environment steps per second of this iteration (rollout + update)",
+    "losses/policy_loss": "MDPO surrogate −r·Â + (1/t_k)·KL(π_θ‖π_k) at the last of the m Adam steps",
+    "losses/value_loss": "critic loss (clipped squared error) of the last minibatch",
+    "losses/approx_kl": "KL(π_{k+1}‖π_k), mean over the batch, exact (analytic); CleanRL estimates the other "
+    "direction from samples (equal to second order)",
+    "losses/entropy": "mean entropy of π_{k+1} over the batch",
+    "losses/grad_norm": "actor gradient norm before clipping, mean over the m Adam steps",
+    "losses/explained_variance": "1 − Var(returns − V)/Var(returns) of the rollout's values",
+    "train/kl_weight": "1/t_k, the weight of the KL term",
+    "train/log_std": "mean log-std of the Gaussian policy after the update (blank for discrete actions)",
+    "eval/mean_return": "mean return of the periodic deterministic evaluation (rows with an evaluation)",
+    "eval/std_return": "std of the evaluation returns",
+}
+#: names logged before the namespaced set (old → new), renamed when an older checkpoint resumes
+LEGACY_NAMES = {"losses/policy": "losses/policy_loss", "losses/value": "losses/value_loss", "losses/kl": "losses/approx_kl",
+                "losses/kl_weight": "train/kl_weight"}  # fmt: skip
 
 
 @dataclass
@@ -88,7 +117,14 @@ class MDPOConfig:
     normalize: bool = True
     """Normalise observations and rewards (gymnasium wrappers; their statistics are checkpointed)."""
     eval_episodes: int = 10
-    """Episodes of the final deterministic evaluation (``--eval-episodes``; ≥ 1)."""
+    """Episodes of each deterministic evaluation, periodic and final (``--eval-episodes``; ≥ 1)."""
+    eval_every: int = 0
+    """Evaluate every this many iterations while training, logging eval/* and keeping best_policy.pt (0: off)."""
+    env_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of ``gym.make`` (``--env-kwargs KEY=VALUE``, values JSON literals; None: none)."""
+    wrappers: list[str] | None = None
+    """gymnasium wrappers around each environment, innermost first: ``Name`` or ``Name:key=value,...`` from the
+    allow-list nashmp.rl.envs.WRAPPERS (``--wrapper``)."""
     torch_threads: int = 1
     """torch intra-op threads (1: robust on a loaded machine)."""
 
@@ -110,6 +146,23 @@ class MDPOConfig:
             check_positive(name, getattr(self, name))
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise InvalidParameterError("need 0 < gamma ≤ 1 and 0 ≤ gae_lambda ≤ 1.")
+        if type(self.eval_every) is not int or self.eval_every < 0:
+            raise InvalidParameterError(
+                f"eval_every must be an integer ≥ 0 (0: no periodic evaluation), got {self.eval_every!r}."
+            )
+        # None (the default: a dataclass default cannot be a mutable {} or []) reads as none; a tuple as its list
+        self.env_kwargs = {} if self.env_kwargs is None else self.env_kwargs
+        self.wrappers = (
+            [] if self.wrappers is None else list(self.wrappers) if isinstance(self.wrappers, tuple) else self.wrappers
+        )
+        check_env_fields(self.env_kwargs, self.wrappers)
+
+    @classmethod
+    def from_preset(cls, preset: str | Sequence[str], **fields: Any) -> MDPOConfig:
+        """The config of the named preset(s) from nashmp/rl/presets.json (later ones win), then ``fields``."""
+        from .presets import config_from_preset
+
+        return config_from_preset("mdpo", preset, **fields)
 
 
 # --------------------------------------------------------------------------- pure functions (tested by hand)
@@ -158,13 +211,22 @@ class Actor(nn.Module):
         lp = d.log_prob(actions)
         return lp if self.discrete else lp.sum(-1)
 
+    def act(self, obs: Tensor, deterministic: bool, generator: torch.Generator | None = None) -> Tensor:
+        """Inference: the mean (most likely) action, or a sample from ``generator`` (not the global RNG)."""
+        d = self.dist(obs)
+        if self.discrete:
+            probs = d.probs  # type: ignore[attr-defined]
+            return probs.argmax(-1) if deterministic else torch.multinomial(probs, 1, generator=generator)[:, 0]
+        mean = d.mean
+        return mean if deterministic else mean + d.stddev * torch.randn(mean.shape, generator=generator)
+
 
 def _critic(obs_dim: int, hidden: int) -> nn.Module:
     return nn.Sequential(_layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, 1, 1.0))
 
 
-def _check_spaces(env_id: str) -> gym.Env:
-    env = check_env_id(env_id)
+def _check_spaces(cfg: MDPOConfig) -> gym.Env:
+    env, env_id = check_env_id(cfg.env_id, cfg.env_kwargs, cfg.wrappers or ()), cfg.env_id
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape or ()) != 1:
         raise InvalidParameterError(f"{env_id}: MDPO needs a flat Box observation space, got {env.observation_space}.")
     if not isinstance(env.action_space, gym.spaces.Box | gym.spaces.Discrete):
@@ -178,21 +240,24 @@ class _Progress:
     iteration: int = 0
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    best_eval: float = -math.inf
 
 
 class MDPO:
     """On-policy MDPO agent: ``learn()`` runs to ``total_steps``; ``save``/``load`` resume exactly."""
 
+    ALGO = "mdpo"
     STATEFUL = ("actor", "critic", "opt", "vf_opt")
 
     def __init__(self, config: MDPOConfig) -> None:
         self.cfg = config
-        probe = _check_spaces(config.env_id)
+        probe = _check_spaces(config)
         self.action_space = probe.action_space
         probe.close()
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.env = make_vec_env(config.env_id, config.num_envs, normalize=config.normalize, gamma=config.gamma)
+        self.env = make_vec_env(config.env_id, config.num_envs, normalize=config.normalize, gamma=config.gamma,
+                                env_kwargs=config.env_kwargs, wrappers=config.wrappers or ())  # fmt: skip
         obs_dim = int(np.prod(self.env.single_observation_space.shape))  # type: ignore[arg-type]
         self.actor = Actor(obs_dim, self.action_space, config.hidden)
         self.critic = _critic(obs_dim, config.hidden)
@@ -202,6 +267,8 @@ class MDPO:
         self.obs, _ = self.env.reset(seed=config.seed)
         self.reset_next = np.zeros(config.num_envs, bool)  # sub-envs whose next step is an autoreset
         self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self._predict_generator = torch.Generator().manual_seed(config.seed)  # predict() never draws training noise
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -251,6 +318,7 @@ class MDPO:
             if "episode" in info:
                 for i in np.nonzero(info["_episode"])[0]:
                     self.returns.append(float(info["episode"]["r"][i]))
+                    self.lengths.append(int(info["episode"]["l"][i]))
         with torch.no_grad():
             last_v = self.critic(torch.as_tensor(self.obs, dtype=torch.float32))[:, 0].numpy()
         adv = np.zeros((T, E), np.float32)
@@ -271,7 +339,7 @@ class MDPO:
         }
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """m full-batch Adam steps on the MDPO loss, then the critic; returns the losses."""
+        """m full-batch Adam steps on the MDPO loss, then the critic; returns the ``losses/`` and ``train/`` stats."""
         cfg = self.cfg
         k = self.progress.iteration + 1
         w = self.kl_weight(k)
@@ -283,15 +351,19 @@ class MDPO:
         with torch.no_grad():
             old_dist = old.dist(obs)
             old_logp = old.log_prob(old_dist, actions)
+        grad_norms = []
         for _ in range(cfg.sgd_steps):
             d = self.actor.dist(obs)
             loss = mdpo_loss(self.actor.log_prob(d, actions) - old_logp, adv, policy_kl(d, old_dist), w)
             self.opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+            grad_norms.append(float(nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)))
             self.opt.step()
         with torch.no_grad():
-            kl = float(policy_kl(self.actor.dist(obs), old_dist).mean())
+            new_dist = self.actor.dist(obs)
+            kl = float(policy_kl(new_dist, old_dist).mean())
+            per_dim = new_dist.entropy()
+            entropy = float((per_dim if self.actor.discrete else per_dim.sum(-1)).mean())
         returns, values = torch.as_tensor(batch["returns"]), torch.as_tensor(batch["values"])
         n = len(returns)
         vf_loss = torch.zeros(())
@@ -306,72 +378,109 @@ class MDPO:
                 vf_loss.backward()
                 self.vf_opt.step()
         self.progress.iteration = k
+        var_returns = float(returns.var())
+        explained = 1 - float((returns - values).var()) / var_returns if var_returns > 0 else math.nan
+        log_std = math.nan if self.actor.log_std is None else float(self.actor.log_std.detach().mean())
         return {
-            "losses/policy": float(loss.detach()),
-            "losses/value": float(vf_loss.detach()),
-            "losses/kl": kl,
-            "losses/kl_weight": w,
+            "losses/policy_loss": float(loss.detach()),
+            "losses/value_loss": float(vf_loss.detach()),
+            "losses/approx_kl": kl,
+            "losses/entropy": entropy,
+            "losses/grad_norm": float(np.mean(grad_norms)),
+            "losses/explained_variance": explained,
+            "train/kl_weight": w,
+            "train/log_std": log_std,
         }
 
     # ---------------------------------------------------------------- loop, evaluation, checkpoints
     def learn(
         self,
         *,
-        checkpoint_dir: str | Path | None = None,
+        out_dir: str | Path | None = None,
         checkpoint_every: int = 0,
         progress: bool = False,
         stop_after: int | None = None,
+        report_to: Any = "none",
     ) -> list[dict[str, float]]:
-        """Train until ``total_steps`` (or ``stop_after`` more iterations); returns the metric history."""
+        """Train until ``total_steps`` (or ``stop_after`` more iterations); returns the metric history.
+
+        ``out_dir``: the run folder — ``metrics.csv`` (a row per iteration, flushed as it lands),
+        ``checkpoint.pt`` every ``checkpoint_every`` iterations, ``best_policy.pt`` (periodic evaluation) and,
+        with ``report_to="tensorboard"``, ``tensorboard/``.
+        """
+        cfg = self.cfg
+        check_report_to(report_to)
+        if self.progress.iteration == 0 and self.num_iterations == 0:
+            warnings.warn(
+                f"total_steps ({cfg.total_steps}) is shorter than one iteration (n_steps = {cfg.n_steps}): nothing "
+                "will train; raise the steps or lower n_steps (--param n_steps=...).",
+                UserWarning,
+                stacklevel=2,
+            )
+        log = (
+            None
+            if out_dir is None and report_to == "none"
+            else RunLog(out_dir, list(METRICS), self.progress.history, report_to)
+        )
         threads = torch.get_num_threads()
-        torch.set_num_threads(self.cfg.torch_threads)
+        torch.set_num_threads(cfg.torch_threads)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.cfg.total_steps, initial=self.progress.global_step, unit="step", disable=None)
+            bar = tqdm(total=cfg.total_steps, initial=self.progress.global_step, unit="step", disable=None)
         done_now = 0
         try:
             while self.progress.iteration < self.num_iterations and (stop_after is None or done_now < stop_after):
                 start = time.perf_counter()
                 stats = self.update(self.collect())
                 done_now += 1
-                stats["charts/SPS"] = self.cfg.n_steps / (time.perf_counter() - start)
-                stats["charts/episodic_return"] = float(np.mean(self.returns[-10:])) if self.returns else float("nan")
-                stats["global_step"] = float(self.progress.global_step)
-                self.progress.history.append(stats)
+                row = {"global_step": self.progress.global_step, "iteration": self.progress.iteration,
+                       **episode_charts(self.returns, self.lengths),
+                       "charts/learning_rate": float(self.opt.param_groups[0]["lr"]),
+                       "charts/SPS": cfg.n_steps / (time.perf_counter() - start), **stats}  # fmt: skip
+                if cfg.eval_every and self.progress.iteration % cfg.eval_every == 0:
+                    record_eval(self, row, out_dir)  # before the checkpoint, which then holds the best return
+                self.progress.history.append(row)
+                if log is not None:
+                    log.log(row)
                 if bar is not None:
-                    bar.update(self.cfg.n_steps)
-                    bar.set_postfix(ret=f"{stats['charts/episodic_return']:.1f}")
-                if checkpoint_dir and checkpoint_every and self.progress.iteration % checkpoint_every == 0:
-                    self.save(Path(checkpoint_dir) / "checkpoint.pt")
+                    bar.update(cfg.n_steps)
+                    bar.set_postfix(ret=f"{row['charts/episodic_return']:.1f}")
+                if out_dir and checkpoint_every and self.progress.iteration % checkpoint_every == 0:
+                    self.save(Path(out_dir) / "checkpoint.pt")
         finally:
             torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
+            if log is not None:
+                log.close()
         return self.progress.history
 
-    def evaluate(self, episodes: int | None = None, seed: int = 10_000, deterministic: bool = True) -> np.ndarray:
+    def policy(self, generator: torch.Generator | None = None) -> Policy:
+        """The actor with the current observation statistics (frozen copy) and action space, for inference."""
+        wrapper = observation_normalizer(self.env)
+        norm = None
+        if wrapper is not None:
+            rms = wrapper.obs_rms
+            norm = {"mean": np.array(rms.mean, np.float64), "var": np.array(rms.var, np.float64),
+                    "epsilon": float(wrapper.epsilon)}  # fmt: skip
+        cfg = self.cfg
+        env = {"env_id": cfg.env_id, "env_kwargs": dict(cfg.env_kwargs or {}), "wrappers": list(cfg.wrappers or [])}
+        return Policy(self.ALGO, self.actor, self.action_space, norm, env, generator=generator)  # type: ignore[arg-type]
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for raw observation(s) — see :meth:`nashmp.rl.policy_file.Policy.predict`."""
+        return self.policy(self._predict_generator).predict(obs, deterministic)
+
+    def save_policy(self, path: str | Path) -> Path:
+        """The light policy file (actor, observation statistics, action space): :func:`~nashmp.rl.load_policy`."""
+        return self.policy().save(path)
+
+    def evaluate(self, episodes: int | None = None, seed: int = EVAL_SEED, deterministic: bool = True) -> np.ndarray:
         """Returns of ``episodes`` evaluation episodes (mean action; frozen observation normalisation)."""
-        env = gym.make(self.cfg.env_id)
-        rms = observation_normalizer(self.env)
-        out = []
-        for ep in range(episodes or self.cfg.eval_episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            total, finished = 0.0, False
-            while not finished:
-                o = obs[None].astype(np.float32)
-                if rms is not None:
-                    o = ((o - rms.mean) / np.sqrt(rms.var + 1e-8)).astype(np.float32)
-                with torch.no_grad():
-                    d = self.actor.dist(torch.as_tensor(o))
-                    a = (d.probs.argmax(-1) if self.actor.discrete else d.mean) if deterministic else d.sample()  # type: ignore[attr-defined]
-                obs, r, te, tr, _ = env.step(self._env_action(a.numpy())[0])
-                total += float(r)
-                finished = te or tr
-            out.append(total)
-        env.close()
-        return np.asarray(out)
+        return evaluate_policy(self.policy(), episodes or self.cfg.eval_episodes, seed=seed,
+                               deterministic=deterministic).returns  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
         """Everything needed to continue bit-for-bit: networks, optimisers, env (+physics), RNGs, counters."""
@@ -384,4 +493,5 @@ class MDPO:
         blob = read_checkpoint(path) if blob is None else blob
         agent = cls(checkpoint_config(MDPOConfig, blob, overrides))
         load_agent_state(agent, blob)
+        agent.progress.history = current_names(agent.progress.history, LEGACY_NAMES)
         return agent

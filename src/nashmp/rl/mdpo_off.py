@@ -19,12 +19,18 @@ modern equivalent of the release's V-network with a target V); the actor uses mi
 tanh-squashed Gaussian, state-dependent log σ ∈ [−20, 2], actions rescaled to the Box bounds; fixed
 λ = 0.2, c = 1, T = 1000, batch 256, Adam 3e-4, τ = 0.005, γ = 0.99, 10k uniform warm-up steps,
 256-256 ReLU networks, regulariser 1e-3·(μ² + log σ²) on the actor.
+
+Metrics: :data:`METRICS` (CleanRL's SAC names where they mean the same thing; the table in docs/rl.md).
+Checkpoints carry the replay buffer whole, incrementally or not at all (``save_buffer``; nashmp.rl.replay).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +43,35 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
-from .envs import check_env_id, make_vec_env
+from .envs import check_env_fields, check_env_id, make_vec_env
+from .evaluation import EVAL_SEED, evaluate_policy, record_eval
+from .policy_file import Policy
+from .replay import BUFFER_MODES, restore_buffer_state, save_buffer_state
+from .run_log import RunLog, check_report_to, current_names, episode_charts
 
-__all__ = ["MDPOOffConfig", "MDPOOff", "TanhGaussianActor", "actor_loss"]
+__all__ = ["MDPOOffConfig", "MDPOOff", "METRICS", "TanhGaussianActor", "actor_loss"]
+
+#: every column of ``metrics.csv`` (in order) and every scalar sent to a tracker: name → meaning. ``losses/``
+#: and ``train/`` values are those of the gradient step at the row's step (blank during the warm-up).
+METRICS: dict[str, str] = {
+    "global_step": "environment steps so far (= gradient steps + warm-up steps; x-axis)",
+    "charts/episodic_return": "mean raw return of the last 10 finished training episodes",
+    "charts/episodic_length": "mean length of the last 10 finished training episodes",
+    "charts/learning_rate": "Adam step size of the actor and the critics",
+    "charts/SPS": "environment steps per second since the previous row",
+    "losses/actor_loss": "the actor's MDPO loss c(log π_θ − log π_old) + λ log π_old − min Q (+ regulariser)",
+    "losses/qf_loss": "mean of the two critics' squared Bellman errors, halved (CleanRL's qf_loss / 2 convention)",
+    "losses/qf1_values": "mean Q1(s, a) over the batch",
+    "losses/qf2_values": "mean Q2(s, a) over the batch",
+    "losses/approx_kl": "KL(π_θ‖π_old) estimated at the actor step's reparameterised samples",
+    "losses/entropy": "−mean log π_θ(ã|s) at those samples (squashed-Gaussian entropy estimate)",
+    "losses/grad_norm": "the actor's gradient norm (no clipping in off-policy MDPO)",
+    "train/log_std": "mean pre-squash log σ(s) of the actor over the batch",
+    "eval/mean_return": "mean return of the periodic deterministic evaluation (rows with an evaluation)",
+    "eval/std_return": "std of the evaluation returns",
+}
+#: names logged before the namespaced set (old → new), renamed when an older checkpoint resumes
+LEGACY_NAMES = {"losses/actor": "losses/actor_loss", "losses/q": "losses/qf_loss", "losses/kl_old": "losses/approx_kl"}
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
@@ -80,7 +112,17 @@ class MDPOOffConfig:
     deterministic_collection: bool = False
     """Collect experience with the actor's mean action instead of a sample (no exploration noise)."""
     eval_episodes: int = 10
-    """Episodes of the final deterministic evaluation (``--eval-episodes``; ≥ 1)."""
+    """Episodes of each deterministic evaluation, periodic and final (``--eval-episodes``; ≥ 1)."""
+    eval_every: int = 0
+    """Evaluate every this many environment steps while training, logging eval/* and keeping best_policy.pt (0: off)."""
+    save_buffer: str = "full"
+    """Replay buffer in checkpoints (``--save-buffer``): full (inside checkpoint.pt, exact resume), incremental (new
+    transitions only, as chunk files; exact resume) or none (resume refills it from fresh experience; not exact)."""
+    env_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of ``gym.make`` (``--env-kwargs KEY=VALUE``, values JSON literals; None: none)."""
+    wrappers: list[str] | None = None
+    """gymnasium wrappers around the environment, innermost first: ``Name`` or ``Name:key=value,...`` from the
+    allow-list nashmp.rl.envs.WRAPPERS (``--wrapper``)."""
     torch_threads: int = 1
     """torch intra-op threads (1: robust on a loaded machine; 2 is ~1.5× faster on an idle 2-core one)."""
 
@@ -93,6 +135,27 @@ class MDPOOffConfig:
             check_positive(name, getattr(self, name))
         if self.entropy < 0 or not 0 < self.tau <= 1 or not 0 < self.gamma <= 1:
             raise InvalidParameterError("need entropy ≥ 0, 0 < tau ≤ 1 and 0 < gamma ≤ 1.")
+        if type(self.eval_every) is not int or self.eval_every < 0:
+            raise InvalidParameterError(
+                f"eval_every must be an integer ≥ 0 (0: no periodic evaluation), got {self.eval_every!r}."
+            )
+        if self.save_buffer not in BUFFER_MODES:
+            raise InvalidParameterError(
+                f"save_buffer must be one of {', '.join(BUFFER_MODES)}, got {self.save_buffer!r}."
+            )
+        # None (the default: a dataclass default cannot be a mutable {} or []) reads as none; a tuple as its list
+        self.env_kwargs = {} if self.env_kwargs is None else self.env_kwargs
+        self.wrappers = (
+            [] if self.wrappers is None else list(self.wrappers) if isinstance(self.wrappers, tuple) else self.wrappers
+        )
+        check_env_fields(self.env_kwargs, self.wrappers)
+
+    @classmethod
+    def from_preset(cls, preset: str | Sequence[str], **fields: Any) -> MDPOOffConfig:
+        """The config of the named preset(s) from nashmp/rl/presets.json (later ones win), then ``fields``."""
+        from .presets import config_from_preset
+
+        return config_from_preset("mdpo-off", preset, **fields)
 
 
 def _mlp(inp: int, out: int, hidden: int) -> nn.Sequential:
@@ -146,6 +209,10 @@ class TanhGaussianActor(nn.Module):
     def squash(self, u: Tensor) -> Tensor:
         return self.offset + self.scale * torch.tanh(u)
 
+    def act(self, obs: Tensor, deterministic: bool, generator: torch.Generator | None = None) -> Tensor:
+        """Inference: the squashed mean action, or a squashed sample drawn from ``generator``."""
+        return self.squash(self.params(obs)[0]) if deterministic else self.sample(obs, generator)[0]
+
 
 def actor_loss(logp_new: Tensor, logp_old: Tensor, q: Tensor, kl_coeff: float, entropy: float) -> Tensor:
     r"""Mean of c(log π_θ − log π_old) + λ log π_old − Q at reparameterised actions (see the module docstring)."""
@@ -157,16 +224,18 @@ class _Progress:
     global_step: int = 0
     updates: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    best_eval: float = -math.inf
 
 
 class MDPOOff:
     """Off-policy MDPO agent with ``learn``/``evaluate``/``save``/``load`` (exact resume)."""
 
+    ALGO = "mdpo-off"
     STATEFUL = ("actor", "old", "q", "q_target", "actor_opt", "q_opt")
 
     def __init__(self, config: MDPOOffConfig) -> None:
         self.cfg = config
-        probe = check_env_id(config.env_id)
+        probe = check_env_id(config.env_id, config.env_kwargs, config.wrappers or ())
         space = probe.action_space
         if not isinstance(space, gym.spaces.Box) or not isinstance(probe.observation_space, gym.spaces.Box):
             raise InvalidParameterError(
@@ -178,7 +247,8 @@ class MDPOOff:
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.env = make_vec_env(config.env_id, 1, normalize=False, gamma=config.gamma)
+        self.env = make_vec_env(config.env_id, 1, normalize=False, gamma=config.gamma, env_kwargs=config.env_kwargs,
+                                wrappers=config.wrappers or ())  # fmt: skip
         obs_dim = int(np.prod(self.env.single_observation_space.shape or (1,)))
         act_dim = int(np.prod(space.shape))
         self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden, space.low, space.high)
@@ -196,10 +266,15 @@ class MDPOOff:
             "term": np.zeros(size, np.float32),
         }
         self.size = 0
+        self.min_fill = config.batch_size  # transitions needed before gradient steps (more after a buffer-less resume)
+        self.buffer_chunks: list[dict[str, Any]] = []  # save_buffer="incremental": chunks on disk, and where
+        self.chunk_folder: Path | None = None
         self.progress = _Progress()
         self.obs, _ = self.env.reset(seed=config.seed)
         self.reset_next = np.zeros(1, bool)
         self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self._predict_generator = torch.Generator().manual_seed(config.seed)  # predict() never draws training noise
 
     # ---------------------------------------------------------------- acting and storing
     def _action(self, obs: np.ndarray) -> np.ndarray:
@@ -218,7 +293,12 @@ class MDPOOff:
         self.size += 1
 
     # ---------------------------------------------------------------- one gradient step
-    def update(self) -> dict[str, float]:
+    def update(self, diagnostics: bool = False) -> dict[str, float]:
+        """One gradient step of the actor, then of the critics; its ``losses/`` and ``train/`` stats.
+
+        ``diagnostics=True`` adds the actor's gradient norm (an extra pass over its gradients; nan otherwise):
+        ``learn`` asks for it only on the steps it logs, so the other steps cost what they did before.
+        """
         cfg = self.cfg
         n = min(self.size, len(self.buffer["rew"]))
         idx = self.rng.integers(0, n, cfg.batch_size)
@@ -235,6 +315,10 @@ class MDPOOff:
             loss_pi = loss_pi + cfg.actor_reg * (mu.pow(2).mean() + log_std.pow(2).mean())
             self.actor_opt.zero_grad()
             loss_pi.backward()
+            grad_norm = math.nan
+            if diagnostics:
+                grads = [p.grad for p in self.actor.parameters() if p.grad is not None]
+                grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
             self.actor_opt.step()
         finally:  # an interrupted step must not leave the critics untrainable
             self.q.requires_grad_(True)
@@ -245,7 +329,8 @@ class MDPOOff:
             q_next = torch.min(self.q_target[0](sa2), self.q_target[1](sa2))[:, 0] - cfg.entropy * logp2
             target = rew + cfg.gamma * (1 - term) * q_next
         sa = torch.cat([obs, act], -1)
-        loss_q = sum(0.5 * ((qf(sa)[:, 0] - target) ** 2).mean() for qf in self.q)
+        q1, q2 = (qf(sa)[:, 0] for qf in self.q)
+        loss_q = sum(0.5 * ((q - target) ** 2).mean() for q in (q1, q2))
         self.q_opt.zero_grad()
         loss_q.backward()
         self.q_opt.step()
@@ -253,14 +338,36 @@ class MDPOOff:
             for p, pt in zip(self.q.parameters(), self.q_target.parameters(), strict=True):
                 pt.lerp_(p, cfg.tau)
         self.progress.updates += 1
-        return {"losses/actor": float(loss_pi.detach()), "losses/q": float(loss_q.detach()),
-                "losses/kl_old": float((logp_new - logp_old).mean().detach())}  # fmt: skip
+        return {"losses/actor_loss": float(loss_pi.detach()), "losses/qf_loss": float(loss_q.detach()),
+                "losses/qf1_values": float(q1.detach().mean()), "losses/qf2_values": float(q2.detach().mean()),
+                "losses/approx_kl": float((logp_new - logp_old).mean().detach()),
+                "losses/entropy": float(-logp_new.detach().mean()), "losses/grad_norm": grad_norm,
+                "train/log_std": float(log_std.detach().mean())}  # fmt: skip
 
     # ---------------------------------------------------------------- loop, evaluation, checkpoints
-    def learn(self, *, checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0, progress: bool = False,
-              stop_after: int | None = None, log_every: int = 1000) -> list[dict[str, float]]:  # fmt: skip
-        """Run until ``total_steps`` environment steps (or ``stop_after`` more); checkpoint every k steps."""
+    def learn(self, *, out_dir: str | Path | None = None, checkpoint_every: int = 0, progress: bool = False,
+              stop_after: int | None = None, log_every: int = 1000, report_to: Any = "none") -> list[dict[str, float]]:  # fmt: skip
+        """Run until ``total_steps`` environment steps (or ``stop_after`` more); a row every ``log_every`` steps.
+
+        ``out_dir``: the run folder — ``metrics.csv`` (flushed row by row), ``checkpoint.pt`` every
+        ``checkpoint_every`` steps, ``best_policy.pt`` (periodic evaluation, every ``eval_every`` steps, which
+        also writes a row) and, with ``report_to="tensorboard"``, ``tensorboard/``.
+        """
         cfg = self.cfg
+        check_report_to(report_to)
+        check_positive_int("log_every", log_every)
+        if self.progress.global_step == 0 and cfg.total_steps <= cfg.learning_starts:
+            warnings.warn(
+                f"total_steps ({cfg.total_steps}) ≤ learning_starts ({cfg.learning_starts}): every step is a random "
+                "warm-up step and nothing will train; raise the steps or lower learning_starts.",
+                UserWarning,
+                stacklevel=2,
+            )
+        log = (
+            None
+            if out_dir is None and report_to == "none"
+            else RunLog(out_dir, list(METRICS), self.progress.history, report_to)
+        )
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.torch_threads)
         bar = None
@@ -268,7 +375,7 @@ class MDPOOff:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.total_steps, initial=self.progress.global_step, unit="step", disable=None)
-        start, steps_now, stats = time.perf_counter(), 0, {}
+        start, last_row, steps_now, stats = time.perf_counter(), self.progress.global_step, 0, {}
         try:
             while self.progress.global_step < cfg.total_steps and (stop_after is None or steps_now < stop_after):
                 a = self._action(self.obs)
@@ -278,52 +385,64 @@ class MDPOOff:
                 self.reset_next = te | tr
                 if "episode" in info and info["_episode"][0]:
                     self.returns.append(float(info["episode"]["r"][0]))
+                    self.lengths.append(int(info["episode"]["l"][0]))
                 self.obs = nxt
                 self.progress.global_step += 1
                 steps_now += 1
-                if self.progress.global_step % cfg.old_refresh == 0:
+                step = self.progress.global_step
+                evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0
+                row_now = step % log_every == 0 or evaluate
+                if step % cfg.old_refresh == 0:
                     self.old.load_state_dict(self.actor.state_dict())
-                if self.progress.global_step > cfg.learning_starts and self.size >= cfg.batch_size:
-                    stats = self.update()
-                if self.progress.global_step % log_every == 0:
-                    stats = {**stats, "global_step": float(self.progress.global_step),
-                             "charts/episodic_return": float(np.mean(self.returns[-10:])) if self.returns else float("nan"),
-                             "charts/SPS": log_every / (time.perf_counter() - start)}  # fmt: skip
-                    start = time.perf_counter()
-                    self.progress.history.append(stats)
+                if step > cfg.learning_starts and self.size >= self.min_fill:
+                    stats = self.update(diagnostics=row_now)
+                if row_now:
+                    row = {"global_step": step, **episode_charts(self.returns, self.lengths),
+                           "charts/learning_rate": float(self.actor_opt.param_groups[0]["lr"]),
+                           "charts/SPS": (step - last_row) / (time.perf_counter() - start), **stats}  # fmt: skip
+                    if evaluate:
+                        record_eval(self, row, out_dir)
+                    start, last_row = time.perf_counter(), step
+                    self.progress.history.append(row)
+                    if log is not None:
+                        log.log(row)
                     if bar is not None:
-                        bar.update(log_every)
-                if checkpoint_dir and checkpoint_every and self.progress.global_step % checkpoint_every == 0:
-                    self.save(Path(checkpoint_dir) / "checkpoint.pt")
+                        bar.update(step - bar.n)
+                if out_dir and checkpoint_every and step % checkpoint_every == 0:
+                    self.save(Path(out_dir) / "checkpoint.pt")
         finally:
             torch.set_num_threads(threads)
             if bar is not None:
                 bar.close()
+            if log is not None:
+                log.close()
         return self.progress.history
 
-    def evaluate(self, episodes: int | None = None, seed: int = 10_000) -> np.ndarray:
+    def policy(self, generator: torch.Generator | None = None) -> Policy:
+        """The actor and action space, for inference (no observation normalisation off-policy)."""
+        cfg = self.cfg
+        env = {"env_id": cfg.env_id, "env_kwargs": dict(cfg.env_kwargs or {}), "wrappers": list(cfg.wrappers or [])}
+        return Policy(self.ALGO, self.actor, self.action_space, None, env, generator=generator)
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) for observation(s) — see :meth:`nashmp.rl.policy_file.Policy.predict`."""
+        return self.policy(self._predict_generator).predict(obs, deterministic)
+
+    def save_policy(self, path: str | Path) -> Path:
+        """The light policy file (actor and action space): :func:`~nashmp.rl.load_policy`."""
+        return self.policy().save(path)
+
+    def evaluate(self, episodes: int | None = None, seed: int = EVAL_SEED) -> np.ndarray:
         """Returns of evaluation episodes with the deterministic (mean) action."""
-        env = gym.make(self.cfg.env_id)
-        out = []
-        for ep in range(episodes or self.cfg.eval_episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            total, finished = 0.0, False
-            while not finished:
-                with torch.no_grad():
-                    o = torch.as_tensor(obs[None], dtype=torch.float32)
-                    a = self.actor.squash(self.actor.params(o)[0]).numpy()[0]
-                obs, r, te, tr, _ = env.step(a)
-                total, finished = total + float(r), te or tr
-            out.append(total)
-        env.close()
-        return np.asarray(out)
+        return evaluate_policy(self.policy(), episodes or self.cfg.eval_episodes, seed=seed).returns
 
     def save(self, path: str | Path) -> Path:
-        """Networks, optimisers, replay buffer, env (+physics), RNGs and counters, written atomically."""
-        n = min(self.size, len(self.buffer["rew"]))
-        extra = {"buffer": {k: v[:n].copy() for k, v in self.buffer.items()}, "size": self.size,
-                 "generator": self.generator.get_state()}  # fmt: skip
-        return save_agent(self, path, extra)
+        """Networks, optimisers, replay buffer (per ``save_buffer``), env (+physics), RNGs and counters, atomically."""
+        buffer, stale = save_buffer_state(self, Path(path))
+        out = save_agent(self, path, {**buffer, "generator": self.generator.get_state()})
+        for chunk in stale:  # only once the checkpoint that no longer lists them is in place
+            chunk.unlink(missing_ok=True)
+        return out
 
     @classmethod
     def load(cls, path: str | Path, *, blob: dict[str, Any] | None = None, **overrides: Any) -> MDPOOff:
@@ -332,11 +451,10 @@ class MDPOOff:
         blob = read_checkpoint(path) if blob is None else blob
         agent = cls(checkpoint_config(MDPOOffConfig, blob, overrides))
         extra = load_agent_state(agent, blob)
+        agent.progress.history = current_names(agent.progress.history, LEGACY_NAMES)
+        restore_buffer_state(agent, extra, Path(path))
         try:
-            for k, v in extra["buffer"].items():
-                agent.buffer[k][: len(v)] = v
-            agent.size = int(extra["size"])
             agent.generator.set_state(extra["generator"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise CheckpointError(f"the checkpoint's replay buffer does not fit this agent ({exc}).") from None
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"the checkpoint's generator state does not fit this agent ({exc}).") from None
         return agent
