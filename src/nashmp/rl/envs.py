@@ -32,7 +32,7 @@ __all__ = [
     "make_vec_env",
     "check_env_id",
     "check_env_kwargs",
-    "check_env_fields",
+    "check_run_fields",
     "parse_wrapper",
     "env_state",
     "restore_env_state",
@@ -242,10 +242,20 @@ def observation_normalizer(env: gym.vector.VectorEnv) -> Any | None:
     return None
 
 
-def check_env_fields(env_kwargs: Any, wrappers: Any) -> None:
-    """The configs' check of ``env_kwargs`` and ``wrappers`` (before any environment is built)."""
-    check_env_kwargs(env_kwargs)
-    if not isinstance(wrappers, list):
-        raise InvalidParameterError(f"wrappers must be a list of wrapper names, got {wrappers!r}.")
-    for spec in wrappers:
+def check_run_fields(cfg: Any) -> None:
+    """The fields both MDPO configs share, checked before any environment is built: ``eval_every``, and
+    ``env_kwargs`` / ``wrappers`` normalised in place (None — the dataclass default, since a default cannot be
+    a mutable {} or [] — reads as none; a tuple of wrappers as its list)."""
+    if type(cfg.eval_every) is not int or cfg.eval_every < 0:
+        raise InvalidParameterError(
+            f"eval_every must be an integer ≥ 0 (0: no periodic evaluation), got {cfg.eval_every!r}."
+        )
+    cfg.env_kwargs = {} if cfg.env_kwargs is None else cfg.env_kwargs
+    if isinstance(cfg.wrappers, tuple):
+        cfg.wrappers = list(cfg.wrappers)
+    cfg.wrappers = [] if cfg.wrappers is None else cfg.wrappers
+    check_env_kwargs(cfg.env_kwargs)
+    if not isinstance(cfg.wrappers, list):
+        raise InvalidParameterError(f"wrappers must be a list of wrapper names, got {cfg.wrappers!r}.")
+    for spec in cfg.wrappers:
         parse_wrapper(spec)

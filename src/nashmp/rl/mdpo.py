@@ -45,7 +45,7 @@ from torch.distributions import Categorical, Distribution, Normal, kl_divergence
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
-from .envs import check_env_fields, check_env_id, make_vec_env, observation_normalizer
+from .envs import check_env_id, check_run_fields, make_vec_env, observation_normalizer
 from .evaluation import EVAL_SEED, evaluate_policy, record_eval
 from .policy_file import Policy
 from .run_log import RunLog, check_report_to, current_names, episode_charts
@@ -146,16 +146,7 @@ class MDPOConfig:
             check_positive(name, getattr(self, name))
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise InvalidParameterError("need 0 < gamma ≤ 1 and 0 ≤ gae_lambda ≤ 1.")
-        if type(self.eval_every) is not int or self.eval_every < 0:
-            raise InvalidParameterError(
-                f"eval_every must be an integer ≥ 0 (0: no periodic evaluation), got {self.eval_every!r}."
-            )
-        # None (the default: a dataclass default cannot be a mutable {} or []) reads as none; a tuple as its list
-        self.env_kwargs = {} if self.env_kwargs is None else self.env_kwargs
-        self.wrappers = (
-            [] if self.wrappers is None else list(self.wrappers) if isinstance(self.wrappers, tuple) else self.wrappers
-        )
-        check_env_fields(self.env_kwargs, self.wrappers)
+        check_run_fields(self)
 
     @classmethod
     def from_preset(cls, preset: str | Sequence[str], **fields: Any) -> MDPOConfig:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
-from .envs import check_env_fields, check_env_id, make_vec_env
+from .envs import check_env_id, check_run_fields, make_vec_env
 from .evaluation import EVAL_SEED, evaluate_policy, record_eval
 from .policy_file import Policy
 from .replay import BUFFER_MODES, restore_buffer_state, save_buffer_state
@@ -135,20 +135,11 @@ class MDPOOffConfig:
             check_positive(name, getattr(self, name))
         if self.entropy < 0 or not 0 < self.tau <= 1 or not 0 < self.gamma <= 1:
             raise InvalidParameterError("need entropy ≥ 0, 0 < tau ≤ 1 and 0 < gamma ≤ 1.")
-        if type(self.eval_every) is not int or self.eval_every < 0:
-            raise InvalidParameterError(
-                f"eval_every must be an integer ≥ 0 (0: no periodic evaluation), got {self.eval_every!r}."
-            )
         if self.save_buffer not in BUFFER_MODES:
             raise InvalidParameterError(
                 f"save_buffer must be one of {', '.join(BUFFER_MODES)}, got {self.save_buffer!r}."
             )
-        # None (the default: a dataclass default cannot be a mutable {} or []) reads as none; a tuple as its list
-        self.env_kwargs = {} if self.env_kwargs is None else self.env_kwargs
-        self.wrappers = (
-            [] if self.wrappers is None else list(self.wrappers) if isinstance(self.wrappers, tuple) else self.wrappers
-        )
-        check_env_fields(self.env_kwargs, self.wrappers)
+        check_run_fields(self)
 
     @classmethod
     def from_preset(cls, preset: str | Sequence[str], **fields: Any) -> MDPOOffConfig:
