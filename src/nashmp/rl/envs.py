@@ -175,8 +175,11 @@ def make_vec_env(
     gamma: float,
     env_kwargs: dict[str, Any] | None = None,
     wrappers: Sequence[str] = (),
+    clip_obs: float | None = None,
+    clip_reward: float | None = None,
 ) -> gym.vector.VectorEnv:
-    """Synchronous vector env with episode statistics and (optionally) observation/reward normalisation."""
+    """Synchronous vector env with episode statistics and (optionally) observation/reward normalisation, the
+    normalised values then clipped to ±``clip_obs`` / ±``clip_reward`` (SB3 VecNormalize's order)."""
     # NEXT_STEP autoreset (gymnasium's default, the only one its normalisation wrappers accept): the step that
     # ends an episode returns the final observation, and the following step resets that sub-env (its action is
     # ignored). The agent masks those reset transitions out.
@@ -186,6 +189,10 @@ def make_vec_env(
     if normalize:
         env = vw.NormalizeObservation(env)
         env = vw.NormalizeReward(env, gamma=gamma)
+    if clip_obs is not None:  # gymnasium has no ClipObservation; np.clip through its TransformObservation
+        env = vw.TransformObservation(env, functools.partial(np.clip, a_min=-clip_obs, a_max=clip_obs))
+    if clip_reward is not None:
+        env = vw.ClipReward(env, min_reward=-clip_reward, max_reward=clip_reward)
     return env
 
 

@@ -20,7 +20,14 @@ official release unless marked *ours*):
 * GAE(γ = 0.99, λ = 0.95), advantages standardised over the batch; *ours*: time-limit truncations bootstrap
   from V(s_T) instead of cutting (the release cut at any ``done``);
 * observation and reward normalisation (gymnasium wrappers), actions clipped to the Box before ``step``;
-* 64-64 tanh actor, orthogonal init (gain √2, head 0.01), state-independent log-std initialised at 0.
+* 64-64 tanh actor, orthogonal init (gain √2, head 0.01), state-independent log-std initialised at 0
+  (nashmp.rl.networks).
+
+*Ours*, all off by default (the release's behaviour): ``anneal_lr`` (linear step-size annealing),
+``kl_target`` (an adaptive actor lr on the measured KL per iteration), ``kl_weight_max`` (a cap on 1/t_k) —
+their formulas in :mod:`nashmp.rl.schedules` — and ``clip_obs`` / ``clip_reward`` (clipping after
+normalisation, as SB3's VecNormalize). Why they exist: issue 12 measured that with the release's step
+(m = 10, lr 3e-4) an iteration moves KL ≈ 1e-3, a tenth of PPO's; benchmarks/mdpo_kl_sweep.py measures it.
 
 Metrics: :data:`METRICS` (CleanRL's names where they mean the same thing; the table in docs/rl.md).
 """
@@ -40,17 +47,19 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, Normal, kl_divergence
+from torch.distributions import Distribution, Normal, kl_divergence
 
 from ..errors import InvalidParameterError
 from ..games.game import check_positive, check_positive_int
 from .checkpoint import checkpoint_config, load_agent_state, read_checkpoint, save_agent
 from .envs import check_env_id, check_run_fields, make_vec_env, observation_normalizer
 from .evaluation import EVAL_SEED, evaluate_policy, record_eval
+from .networks import Actor, critic
 from .policy_file import Policy
 from .run_log import RunLog, check_report_to, current_names, episode_charts
+from .schedules import adapt_lr, anneal_factor, check_schedule_fields, kl_weight
 
-__all__ = ["MDPOConfig", "MDPO", "METRICS", "mdpo_loss", "policy_kl"]
+__all__ = ["MDPOConfig", "MDPO", "METRICS", "Actor", "mdpo_loss", "policy_kl"]
 
 #: every column of ``metrics.csv`` (in order) and every scalar sent to a tracker: name → meaning
 METRICS: dict[str, str] = {
@@ -116,6 +125,22 @@ class MDPOConfig:
     """Width of the two tanh hidden layers of the actor and the critic."""
     normalize: bool = True
     """Normalise observations and rewards (gymnasium wrappers; their statistics are checkpointed)."""
+    clip_obs: float | None = None
+    """Clip normalised observations to ±clip_obs, in training and in the policy file (SB3 VecNormalize: 10;
+    None: off; needs normalize)."""
+    clip_reward: float | None = None
+    """Clip normalised rewards to ±clip_reward (SB3 VecNormalize: 10; None: off; needs normalize)."""
+    anneal_lr: bool = False
+    """Anneal both step sizes linearly, by 1 − (k−1)/N in iteration k of N (CleanRL/SB3 PPO; nashmp.rl.schedules)."""
+    kl_target: float | None = None
+    """Adaptive actor lr on the measured KL(π_{k+1}‖π_k) per iteration: ÷1.5 above 2·kl_target, ×1.5 below
+    kl_target/2, within [lr_min, lr_max] (rl_games' rule; None: off; nashmp.rl.schedules)."""
+    lr_min: float = 1e-6
+    """Lower bound of the adaptive actor lr (kl_target only)."""
+    lr_max: float = 1e-2
+    """Upper bound of the adaptive actor lr (kl_target only)."""
+    kl_weight_max: float | None = None
+    """Cap on the KL weight 1/t_k, i.e. t_k ≥ 1/kl_weight_max (None: uncapped, rising to K)."""
     eval_episodes: int = 10
     """Episodes of each deterministic evaluation, periodic and final (``--eval-episodes``; ≥ 1)."""
     eval_every: int = 0
@@ -146,6 +171,7 @@ class MDPOConfig:
             check_positive(name, getattr(self, name))
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise InvalidParameterError("need 0 < gamma ≤ 1 and 0 ≤ gae_lambda ≤ 1.")
+        check_schedule_fields(self)
         check_run_fields(self)
 
     @classmethod
@@ -168,54 +194,6 @@ def mdpo_loss(log_ratio: Tensor, advantages: Tensor, kl: Tensor, kl_weight: floa
     return -(log_ratio.exp() * advantages).mean() + kl_weight * kl.mean()
 
 
-# --------------------------------------------------------------------------- networks
-def _layer(inp: int, out: int, gain: float = float(np.sqrt(2))) -> nn.Linear:
-    layer = nn.Linear(inp, out)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-class Actor(nn.Module):
-    """64-64 tanh MLP; Gaussian with state-independent log-std, or categorical logits."""
-
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: int) -> None:
-        super().__init__()
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if isinstance(action_space, gym.spaces.Discrete):
-            out = int(action_space.n)
-        else:
-            out = int(np.prod(action_space.shape or (1,)))
-        self.body = nn.Sequential(
-            _layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, out, 0.01)
-        )
-        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out))
-
-    def dist(self, obs: Tensor) -> Distribution:
-        head = self.body(obs)
-        if self.discrete:
-            return Categorical(logits=head)
-        assert self.log_std is not None
-        return Normal(head, self.log_std.exp().expand_as(head))
-
-    def log_prob(self, d: Distribution, actions: Tensor) -> Tensor:
-        lp = d.log_prob(actions)
-        return lp if self.discrete else lp.sum(-1)
-
-    def act(self, obs: Tensor, deterministic: bool, generator: torch.Generator | None = None) -> Tensor:
-        """Inference: the mean (most likely) action, or a sample from ``generator`` (not the global RNG)."""
-        d = self.dist(obs)
-        if self.discrete:
-            probs = d.probs  # type: ignore[attr-defined]
-            return probs.argmax(-1) if deterministic else torch.multinomial(probs, 1, generator=generator)[:, 0]
-        mean = d.mean
-        return mean if deterministic else mean + d.stddev * torch.randn(mean.shape, generator=generator)
-
-
-def _critic(obs_dim: int, hidden: int) -> nn.Module:
-    return nn.Sequential(_layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, 1, 1.0))
-
-
 def _check_spaces(cfg: MDPOConfig) -> gym.Env:
     env, env_id = check_env_id(cfg.env_id, cfg.env_kwargs, cfg.wrappers or ()), cfg.env_id
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape or ()) != 1:
@@ -232,6 +210,7 @@ class _Progress:
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best_eval: float = -math.inf
+    actor_lr: float | None = None  # η_k of the kl_target rule (None: not adapted yet, i.e. cfg.lr)
 
 
 class MDPO:
@@ -248,10 +227,11 @@ class MDPO:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.env = make_vec_env(config.env_id, config.num_envs, normalize=config.normalize, gamma=config.gamma,
-                                env_kwargs=config.env_kwargs, wrappers=config.wrappers or ())  # fmt: skip
+                                env_kwargs=config.env_kwargs, wrappers=config.wrappers or (),
+                                clip_obs=config.clip_obs, clip_reward=config.clip_reward)  # fmt: skip
         obs_dim = int(np.prod(self.env.single_observation_space.shape))  # type: ignore[arg-type]
         self.actor = Actor(obs_dim, self.action_space, config.hidden)
-        self.critic = _critic(obs_dim, config.hidden)
+        self.critic = critic(obs_dim, config.hidden)
         self.opt = torch.optim.Adam(self.actor.parameters(), lr=config.lr, eps=1e-5)  # persists across iterations
         self.vf_opt = torch.optim.Adam(self.critic.parameters(), lr=config.vf_lr)
         self.progress = _Progress()
@@ -267,9 +247,19 @@ class MDPO:
         return self.cfg.total_steps // self.cfg.n_steps
 
     def kl_weight(self, k: int) -> float:
-        """1/t_k with t_k = 1 − (k−1)/K (k counts from 1)."""
+        """w_k = min(1/t_k, kl_weight_max), t_k = 1 − (k−1)/K (k counts from 1; :func:`schedules.kl_weight`)."""
         K = max(1, (self.cfg.schedule_steps or self.cfg.total_steps) // self.cfg.n_steps)
-        return 1.0 / max(1.0 - (k - 1) / K, 1.0 / K)
+        return kl_weight(k, K, self.cfg.kl_weight_max)
+
+    def learning_rates(self, k: int) -> tuple[float, float]:
+        """The actor's and the critic's Adam step sizes in iteration k: η_k·f_k and vf_lr·f_k (nashmp.rl.schedules)."""
+        cfg = self.cfg
+        f = anneal_factor(k, self.num_iterations) if cfg.anneal_lr else 1.0
+        return self._eta * f, cfg.vf_lr * f
+
+    @property
+    def _eta(self) -> float:  # η_k: the adapted step size with kl_target, otherwise (and before any) cfg.lr
+        return self.cfg.lr if self.cfg.kl_target is None or self.progress.actor_lr is None else self.progress.actor_lr
 
     def _act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -334,6 +324,10 @@ class MDPO:
         cfg = self.cfg
         k = self.progress.iteration + 1
         w = self.kl_weight(k)
+        lrs = self.learning_rates(k)
+        for opt, lr in zip((self.opt, self.vf_opt), lrs, strict=True):
+            for group in opt.param_groups:
+                group["lr"] = lr
         obs = torch.as_tensor(batch["obs"])
         actions = torch.as_tensor(batch["actions"])
         adv = torch.as_tensor(batch["advantages"])
@@ -369,6 +363,8 @@ class MDPO:
                 vf_loss.backward()
                 self.vf_opt.step()
         self.progress.iteration = k
+        if cfg.kl_target is not None:  # η_{k+1} from this iteration's KL, used from the next iteration on
+            self.progress.actor_lr = adapt_lr(self._eta, kl, cfg.kl_target, cfg.lr_min, cfg.lr_max)
         var_returns = float(returns.var())
         explained = 1 - float((returns - values).var()) / var_returns if var_returns > 0 else math.nan
         log_std = math.nan if self.actor.log_std is None else float(self.actor.log_std.detach().mean())
@@ -455,7 +451,7 @@ class MDPO:
         if wrapper is not None:
             rms = wrapper.obs_rms
             norm = {"mean": np.array(rms.mean, np.float64), "var": np.array(rms.var, np.float64),
-                    "epsilon": float(wrapper.epsilon)}  # fmt: skip
+                    "epsilon": float(wrapper.epsilon), "clip": self.cfg.clip_obs}  # fmt: skip
         cfg = self.cfg
         env = {"env_id": cfg.env_id, "env_kwargs": dict(cfg.env_kwargs or {}), "wrappers": list(cfg.wrappers or [])}
         return Policy(self.ALGO, self.actor, self.action_space, norm, env, generator=generator)  # type: ignore[arg-type]

@@ -54,11 +54,14 @@ class Policy:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        """Observations as the actor saw them in training (float32, normalised with the frozen statistics)."""
+        """Observations as the actor saw them in training (float32, normalised with the frozen statistics, then
+        clipped to ±clip where the run clipped them: ``clip_obs``)."""
         o = np.asarray(obs).astype(np.float32)
         if self.obs_norm is not None:  # the formula of gymnasium's NormalizeObservation
             norm = self.obs_norm
             o = ((o - norm["mean"]) / np.sqrt(norm["var"] + norm["epsilon"])).astype(np.float32)
+            if norm.get("clip") is not None:
+                o = np.clip(o, -norm["clip"], norm["clip"])
         return o
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
@@ -105,7 +108,8 @@ class Policy:
         norm = None
         if self.obs_norm is not None:
             norm = {"mean": torch.as_tensor(self.obs_norm["mean"]), "var": torch.as_tensor(self.obs_norm["var"]),
-                    "epsilon": float(self.obs_norm["epsilon"])}  # fmt: skip
+                    "epsilon": float(self.obs_norm["epsilon"]), "clip": self.obs_norm.get("clip")}  # fmt: skip
+            norm["clip"] = None if norm["clip"] is None else float(norm["clip"])  # a config may hold an int
         blob = {
             "format": POLICY_FORMAT,
             "algo": self.algo,
@@ -137,7 +141,7 @@ def _action_space(info: Any) -> gym.spaces.Box | gym.spaces.Discrete:
 def _build_actor(algo: str, state: dict[str, torch.Tensor], space: gym.spaces.Box | gym.spaces.Discrete) -> nn.Module:
     """An actor of the sizes its weights have (input: first layer's columns, hidden: its rows)."""
     if algo == "mdpo":
-        from .mdpo import Actor
+        from .networks import Actor
 
         first = state.get("body.0.weight")
         if not isinstance(first, torch.Tensor) or first.ndim != 2:
@@ -173,9 +177,12 @@ def _from_policy_blob(blob: dict[str, Any], path: Path) -> Policy:
     if norm is not None:
         try:
             obs_norm = {"mean": norm["mean"].numpy().astype(np.float64), "var": norm["var"].numpy().astype(np.float64),
-                        "epsilon": float(norm["epsilon"])}  # fmt: skip
+                        "epsilon": float(norm["epsilon"]), "clip": norm.get("clip")}  # fmt: skip
         except (KeyError, TypeError, AttributeError):
             raise CheckpointError(f"{path}: the policy file's observation statistics are malformed.") from None
+        clip = obs_norm["clip"]  # absent from files written before clip_obs: no clipping
+        if clip is not None and (type(clip) is not float or not np.isfinite(clip) or clip <= 0):
+            raise CheckpointError(f"{path}: the policy file's observation clip {clip!r} is not a number > 0.")
     try:
         env = _decode(blob.get("env"))
     except (KeyError, TypeError, ValueError, AttributeError):
