@@ -208,7 +208,7 @@ def report(data: dict[str, Any]) -> str:
         weights = [r["kl_weight"] for e in entries for r in e["rows"]]
         kl = f"{s['kl'][0]:.2e} [{s['kl'][1]:.1e}, {s['kl'][2]:.1e}]"
         ppo = f"{s['ppo_kl'][0]:.2e} [{s['ppo_kl'][1]:.1e}, {s['ppo_kl'][2]:.1e}]" if "ppo_kl" in s else "—"
-        ratio = f"{s['ratio'][0]:.2f}" if "ratio" in s else "—"
+        ratio = f"{s['ratio'][0]:.2g}" if "ratio" in s else "—"
         fields = ", ".join(f"{k}={v}" for k, v in entries[0]["fields"].items()) or "(MDPOConfig())"
         table.append([env, f"{frac:g}", setting, fields, len(s["seeds"]), f"{min(weights):.3g}–{max(weights):.3g}",
                       kl, ppo, ratio, f"{s['dlog_std_total']:+.3f}",
