@@ -301,3 +301,49 @@ def test_launchers_that_shard_parameters_are_refused(kind: str, stage: int | Non
             check_parameter_sharding(DistributedType[kind], stage)
     else:
         check_parameter_sharding(DistributedType[kind], stage)
+
+
+def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from nashmp.llm.models import ModelNotFoundError, resolve_model_path
+
+    uncached = "nashmp-tests/not-in-any-cache"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set"):
+        resolve_model_path(uncached)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online: from_pretrained may download it
+    assert resolve_model_path(uncached) == uncached
+    with pytest.raises(ModelNotFoundError, match="unknown model"):  # still not a hub id: refused either way
+        resolve_model_path("no/such/three-part-id")
+
+
+def test_eval_applies_the_system_prompt_as_training_does() -> None:
+    from nashmp.llm.eval_generation import generate
+    from nashmp.llm.evaluate import win_rate_matrix
+    from nashmp.oracles import CallableOracle
+
+    model, tok = tiny_model_and_tokenizer(0)
+    common = dict(max_new_tokens=6, temperature=1.0, seed=3)
+    with_system = generate(model, tok, ["Say hi.", "Name a fruit."], system_prompt="Be kind.", **common)
+    explicit = generate(
+        model, tok, [[{"role": "system", "content": "Be kind."}, {"role": "user", "content": q}]
+                     for q in ("Say hi.", "Name a fruit.")], **common,
+    )  # fmt: skip
+    assert with_system.texts == explicit.texts  # the system turn, rendered once by the chat template
+    prefill: list[int] = []  # the model saw it: a longer prompt (a tiny random model's samples barely move)
+    hook = model.register_forward_pre_hook(lambda m, a, kw: prefill.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        generate(model, tok, ["Say hi."], system_prompt="Be kind.", **common)
+        generate(model, tok, ["Say hi."], **common)
+    finally:
+        hook.remove()
+    with_turn, without = (n for n in prefill if n > 1)  # the two prefill passes (decode steps feed one token)
+    assert with_turn - without == len(
+        tok("<|im_start|>system\nBe kind.<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    )
+    half = CallableOracle(lambda x, a, b: [0.5] * len(a))
+    result = win_rate_matrix({"ref": (model, tok)}, ["Say hi."], half, system_prompt="Be kind.", max_new_tokens=4)
+    assert result.settings["system_prompt"] == "Be kind."
+    with pytest.raises(InvalidParameterError, match="system_prompt must be a string"):
+        win_rate_matrix({"ref": (model, tok)}, ["Say hi."], half, system_prompt=3)  # type: ignore[arg-type]

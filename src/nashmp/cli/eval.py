@@ -73,6 +73,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     parser.add_argument("--max-prompt-length", type=int, default=128, help="prompt tokens kept (left-truncated)")
+    parser.add_argument(
+        "--system-prompt", default=None,
+        help="system turn prepended to prompts without one (give the training run's system_prompt)",
+    )  # fmt: skip
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--title")
@@ -250,6 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             reference=reference,
             batch_size=args.batch_size,
             max_prompt_length=args.max_prompt_length,
+            system_prompt=args.system_prompt,
             progress=not args.no_progress,
         )
     except JudgeError as exc:

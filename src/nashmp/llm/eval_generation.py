@@ -47,11 +47,13 @@ def generate(
     seed: int = 0,
     batch_size: int = 16,
     max_prompt_length: int = 128,
+    system_prompt: str | None = None,
     reference: tuple[Any, Any] | None = None,
     on_batch: Any = None,
 ) -> _Generations:
     """``samples_per_prompt`` completions of every prompt, with their lengths and, given
-    ``reference=(model, tokenizer)`` and T > 0, the sequence log-ratios to the reference.
+    ``reference=(model, tokenizer)`` and T > 0, the sequence log-ratios to the reference. ``system_prompt``
+    is prepended to prompts without a system turn, as in training (``NashMPConfig.system_prompt``).
 
     Batch b of sample k is drawn from torch's CPU stream seeded by ``(seed, k, b)`` inside
     ``torch.random.fork_rng`` (the global RNG is left untouched), so equal models and seeds give equal
@@ -71,7 +73,7 @@ def generate(
         for k in range(samples_per_prompt):
             for b, start in enumerate(range(0, n, batch_size)):
                 rows = list(prompts[start : start + batch_size])
-                ids, mask = encode_prompts(tokenizer, rows, max_length=max_prompt_length)
+                ids, mask = encode_prompts(tokenizer, rows, max_length=max_prompt_length, system_prompt=system_prompt)
                 ids, mask = ids.to(device), mask.to(device)
                 eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
                 with torch.random.fork_rng(devices=[]), torch.no_grad():

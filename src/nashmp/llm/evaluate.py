@@ -203,6 +203,7 @@ def win_rate_matrices(
     reference: str | tuple[Any, Any] | None = None,
     batch_size: int = 16,
     max_prompt_length: int = 128,
+    system_prompt: str | None = None,
     progress: bool = False,
 ) -> dict[str, WinRateResult]:
     r"""Generate once, judge with each of ``judges``: per judge, the win-rate matrix W with 95 % intervals and
@@ -222,6 +223,8 @@ def win_rate_matrices(
             named ``"ref"`` if any (else no KL).
         batch_size: prompts per generation batch.
         max_prompt_length: prompts are left-truncated to this many tokens.
+        system_prompt: a system turn prepended to prompts without one (use the training run's, so that every
+            policy answers the prompts it was trained on).
         progress: show a tqdm bar over generation batches and judged pairs.
 
     Estimators: see the module docstring (per-prompt means, normal intervals over prompts, W_ji = 1 − W_ij).
@@ -242,6 +245,8 @@ def win_rate_matrices(
     _check_int("seed", seed, 0)
     _check_int("batch_size", batch_size, 1)
     _check_int("max_prompt_length", max_prompt_length, 1)
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise InvalidParameterError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}.")
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0:
         raise InvalidParameterError(f"temperature must be ≥ 0 (0 = greedy), got {temperature!r}.")
     if not math.isfinite(temperature):
@@ -282,6 +287,7 @@ def win_rate_matrices(
                 seed=_stream_seed(seed, index),
                 batch_size=batch_size,
                 max_prompt_length=max_prompt_length,
+                system_prompt=system_prompt,
                 reference=ref_pair,
                 on_batch=lambda: bar.update(1),
             )
@@ -325,6 +331,7 @@ def win_rate_matrices(
             "samples_per_prompt": s,
             "seed": seed,
             "reference": ref_name,
+            "system_prompt": system_prompt,
             "judge_queries": int(judge.queries),
         }
         results[judge_name] = WinRateResult(

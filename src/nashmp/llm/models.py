@@ -101,7 +101,8 @@ def resolve_model_path(name_or_path: str) -> str:
     """Validate a model name *before* any weights are loaded; return what ``from_pretrained`` should get.
 
     Accepted: an offline alias (:data:`OFFLINE_ALIASES`), a local folder with a ``config.json``, or a hub
-    id already in the local HF cache (nothing is downloaded: runs are offline).
+    id: from the local HF cache, or — when the user is online (``HF_HUB_OFFLINE`` unset) — downloaded by
+    ``from_pretrained``. In offline mode an id missing from the cache is refused here, before any load.
     """
     if name_or_path in OFFLINE_ALIASES:
         _gguf_file()  # fail fast with the install hint
@@ -122,12 +123,19 @@ def resolve_model_path(name_or_path: str) -> str:
         cached = try_to_load_from_cache(name_or_path, "config.json")
     except Exception:  # pragma: no cover - hub library internals
         cached = None
-    if not isinstance(cached, str):
+    if not isinstance(cached, str) and hub_offline():
         raise ModelNotFoundError(
-            f"model {name_or_path!r} is not in the local Hugging Face cache and this run is offline; "
-            "download it beforehand or give a local folder."
+            f"model {name_or_path!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "download it beforehand, unset HF_HUB_OFFLINE to download it, or give a local folder."
         )
     return name_or_path
+
+
+def hub_offline() -> bool:
+    """huggingface_hub's offline mode (``HF_HUB_OFFLINE=1``): then nothing is downloaded."""
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
 
 
 def _load_error(what: str, exc: BaseException) -> InvalidParameterError:
