@@ -128,7 +128,7 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
     judges = {name: make_oracle(name) for name in (run.oracle, "embedding")}
     results = win_rate_matrices(
         policies, prompts, judges, samples_per_prompt=args.eval_samples, seed=1, reference="ref",
-        max_new_tokens=run.max_new_tokens,
+        max_new_tokens=run.max_new_tokens, system_prompt=run.system_prompt,
     )  # fmt: skip
     result: dict[str, object] = {}
     for judge_name, res in results.items():  # one generation, judged twice
