@@ -67,6 +67,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "lr3e-3_m20": {"lr": 3e-3, "sgd_steps": 20},
     "kl0.01": {"kl_target": 0.01, "lr": 1e-3},  # the adaptive rule, started where the grid found KL ≈ 1e-2
     "kl0.02": {"kl_target": 0.02, "lr": 1e-3},
+    # a capped KL weight, probed late in the run (--start-fraction 0.9: 1/t_k ≥ 10, so the weight is the cap)
+    "lr1e-3_m20_cap2": {"lr": 1e-3, "sgd_steps": 20, "kl_weight_max": 2.0},
+    "lr1e-3_m20_cap4": {"lr": 1e-3, "sgd_steps": 20, "kl_weight_max": 4.0},
+    "lr3e-3_m20_cap2": {"lr": 3e-3, "sgd_steps": 20, "kl_weight_max": 2.0},
+    "lr3e-3_m20_cap4": {"lr": 3e-3, "sgd_steps": 20, "kl_weight_max": 4.0},
+    "kl0.01_cap2": {"kl_target": 0.01, "lr": 1e-3, "kl_weight_max": 2.0},
+    "kl0.01_cap4": {"kl_target": 0.01, "lr": 1e-3, "kl_weight_max": 4.0},
 }
 
 
