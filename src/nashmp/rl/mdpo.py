@@ -56,7 +56,7 @@ from .envs import check_env_id, check_run_fields, make_vec_env, observation_norm
 from .evaluation import EVAL_SEED, evaluate_policy, record_eval
 from .networks import Actor, critic
 from .policy_file import Policy
-from .run_log import RunLog, check_report_to, current_names, episode_charts
+from .run_log import check_report_to, current_names, episode_charts, open_run_log
 from .schedules import adapt_lr, anneal_factor, check_schedule_fields, kl_weight
 
 __all__ = ["MDPOConfig", "MDPO", "METRICS", "Actor", "mdpo_loss", "policy_kl"]
@@ -404,11 +404,7 @@ class MDPO:
                 UserWarning,
                 stacklevel=2,
             )
-        log = (
-            None
-            if out_dir is None and report_to == "none"
-            else RunLog(out_dir, list(METRICS), self.progress.history, report_to)
-        )
+        log = open_run_log(out_dir, list(METRICS), self.progress.history, report_to)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.torch_threads)
         bar = None

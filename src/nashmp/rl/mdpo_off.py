@@ -47,7 +47,7 @@ from .envs import check_env_id, check_run_fields, make_vec_env
 from .evaluation import EVAL_SEED, evaluate_policy, record_eval
 from .policy_file import Policy
 from .replay import BUFFER_MODES, restore_buffer_state, save_buffer_state
-from .run_log import RunLog, check_report_to, current_names, episode_charts
+from .run_log import check_report_to, current_names, episode_charts, open_run_log
 
 __all__ = ["MDPOOffConfig", "MDPOOff", "METRICS", "TanhGaussianActor", "actor_loss"]
 
@@ -354,11 +354,7 @@ class MDPOOff:
                 UserWarning,
                 stacklevel=2,
             )
-        log = (
-            None
-            if out_dir is None and report_to == "none"
-            else RunLog(out_dir, list(METRICS), self.progress.history, report_to)
-        )
+        log = open_run_log(out_dir, list(METRICS), self.progress.history, report_to)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.torch_threads)
         bar = None

@@ -25,7 +25,16 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["REPORT_TO", "X_AXES", "Tracker", "check_report_to", "episode_charts", "current_names", "RunLog"]
+__all__ = [
+    "REPORT_TO",
+    "X_AXES",
+    "Tracker",
+    "check_report_to",
+    "episode_charts",
+    "current_names",
+    "RunLog",
+    "open_run_log",
+]
 
 REPORT_TO = ("none", "tensorboard")
 #: columns that index a row rather than measure something: never sent to a tracker as a scalar
@@ -135,3 +144,12 @@ class RunLog:
             self._file.close()
         if isinstance(self.tracker, _TensorBoard):  # a caller's own tracker stays open: it may log more runs
             self.tracker.close()
+
+
+def open_run_log(
+    out_dir: str | Path | None, columns: Sequence[str], history: Sequence[Mapping[str, float]], report_to: Any
+) -> RunLog | None:
+    """The run's :class:`RunLog`, or None when there is neither a folder nor a tracker to write to."""
+    if out_dir is None and report_to == "none":
+        return None
+    return RunLog(out_dir, columns, history, report_to)
