@@ -1,0 +1,104 @@
+"""benchmarks/rl_vs_sb3.py at a tiny size: run files written and skipped, the report rebuilt from them alone,
+the rank test equal to scipy's on the per-seed values, the issue-12 suite's seed-major plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("matplotlib")
+torch = pytest.importorskip("torch")
+from scipy.stats import mannwhitneyu  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import rl_vs_sb3  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> Any:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _main(tmp: Path, algos: list[str], *extra: str) -> None:
+    rl_vs_sb3.main(
+        ["--quick", "--algos", *algos, "--onpolicy-steps", "4096", "--seeds", "2", "--workers", "0",
+         "--blas-threads", "0", "--runs-dir", str(tmp / "runs"), "--cache-dir", str(tmp / "cache"),
+         "--results-dir", str(tmp / "results"), "--img-dir", str(tmp / "img"), "--legacy-dir", "none", *extra]
+    )  # fmt: skip
+
+
+def _check(tmp: Path, algos: list[str], baseline: str, capsys: Any) -> None:
+    extra = ["--baseline", baseline]
+    _main(tmp, algos, *extra)
+    files = sorted((tmp / "runs").glob("*.json"))
+    assert len(files) == 2 * len(algos)
+    records = [json.loads(p.read_text()) for p in files]
+    for p, r in zip(files, records, strict=True):
+        assert p.stat().st_size < 8_000
+        assert r["steps_done"] == 4096 and len(r["curve"]) == 2 and len(r["eval_returns"]) == 2
+        assert r["kl_iterations"] == 2 and len(r["kl"]) == 2 and r["kl_median"] > 0, r["key"]
+        assert r["kl_name"] == ("losses/approx_kl" if r["library"] == "nashmp" else "train/approx_kl")
+    mtimes = [p.stat().st_mtime_ns for p in files]
+    capsys.readouterr()
+
+    _main(tmp, algos, *extra)  # every run has its file: nothing runs
+    assert f"{len(files)} of {len(files)} planned runs have run files; 0 to do" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in files] == mtimes
+
+    shutil.rmtree(tmp / "cache")
+    shutil.rmtree(tmp / "results")
+    _main(tmp, algos, "--report-only", *extra)  # from the run files alone
+    report = json.loads((tmp / "results" / "rl_vs_sb3_quick.json").read_text())
+    assert report["planned"] == report["done"] == len(files) and not report["missing"]
+    assert (tmp / "results" / "rl_vs_sb3_quick.md").is_file() and (tmp / "results" / "rl_vs_sb3.md").is_file()
+    assert (tmp / "img" / "rl_quick_kl.png").is_file()
+    values = {a: [r["eval_mean"] for r in sorted(records, key=lambda r: r["seed"]) if r["algo"] == a] for a in algos}
+    tests = report["rank_tests"]
+    variants = [a for a in algos if a != baseline and a.startswith("mdpo")]
+    assert sorted(t["variant"] for t in tests) == sorted(variants)
+    for t in tests:
+        assert t["baseline"] == baseline and t["n_variant"] == t["n_baseline"] == 2
+        assert t["variant_values"] == values[t["variant"]] and t["baseline_values"] == values[baseline]
+        ref = mannwhitneyu(values[t["variant"]], values[baseline], alternative="greater")
+        assert t["U"] == pytest.approx(ref.statistic) and t["p_greater"] == pytest.approx(ref.pvalue)
+    table = {row["algo"]: row for row in report["tables"]["on-policy"]}
+    for a in algos:
+        assert table[a]["done"] == 2 and sorted(table[a]["per_seed"].values()) == sorted(values[a])
+
+
+def test_nashmp_runs_files_skip_and_report(tmp_path: Path, capsys: Any) -> None:
+    _check(tmp_path, ["mdpo", "mdpo:tuned"], "mdpo", capsys)
+
+
+def test_against_sb3_ppo(tmp_path: Path, capsys: Any) -> None:
+    pytest.importorskip("stable_baselines3")
+    _check(tmp_path, ["mdpo:tuned", "ppo"], "ppo", capsys)
+
+
+def test_issue12_plan_is_seed_major() -> None:
+    plan = rl_vs_sb3.plan_tasks([tuple(c) for c in rl_vs_sb3.SUITES["issue12"]], 10, None, {})  # type: ignore[misc]
+    assert len(plan) == 3 * 5 * 5 + 2 * 2 * 3
+    assert len({t["key"] for t in plan}) == len(plan)
+    seeds = [t["seed"] for t in plan]
+    assert seeds == sorted(seeds)  # seed 0 of every cell first
+    first = plan[: 3 * 5 + 2 * 2]
+    assert {t["seed"] for t in first} == {0} and {t["family"] for t in first} == {"on-policy", "off-policy"}
+    on = [t for t in plan if t["family"] == "on-policy"]
+    assert {t["steps"] for t in on} == {999_424} and {t["steps"] for t in plan if t not in on} == {100_000}
+
+
+def test_algorithm_names() -> None:
+    assert rl_vs_sb3.check_algo("mdpo:release") == "mdpo:release"
+    assert rl_vs_sb3.run_key("Hopper-v5", "mdpo:tuned", 2048, 0, 10, None) == "Hopper-v5__mdpo+tuned__2048__s0__e10"
+    for bad in ("mdpo:nope", "ppo:tuned", "a2c"):
+        with pytest.raises(Exception, match="algorithm|presets"):
+            rl_vs_sb3.check_algo(bad)
