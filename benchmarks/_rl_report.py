@@ -561,8 +561,8 @@ def plan_report(
         "",
         "Median over the run's iterations of the KL per iteration: MDPO logs `losses/approx_kl`, the exact "
         "mean KL(π_{k+1}‖π_k) over the batch after its update; PPO logs `train/approx_kl`, SB3's estimator "
-        "mean((r − 1) − log r) averaged over the minibatches of its 10 epochs (so it is measured *during* the "
-        "update, a lower bound of the end-of-update KL); TRPO logs `train/kl_divergence_loss`, the KL after its "
+        "mean((r − 1) − log r) averaged over the minibatches of its 10 epochs (measured *during* the update, so typically below the "
+        "KL at its end); TRPO logs `train/kl_divergence_loss`, the KL after its "
         "line search. Captured every iteration of the same runs as the table (SB3 through a callback reading "
         "the logger). The table's column is the median over seeds of the per-run medians.",
         "",
@@ -574,7 +574,30 @@ def plan_report(
     out["images"] = [_rel(p) for p in images]
     out["missing"] = [t["key"] for t in plan if t["key"] not in by_key]
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"rl_vs_sb3_{name}.md").write_text("\n".join(md) + "\n")
-    (results / f"rl_vs_sb3_{name}.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    out["markdown"] = "\n".join(md) + "\n"
+    (results / f"rl_vs_sb3_{name}.md").write_text(out["markdown"])
+    (results / f"rl_vs_sb3_{name}.json").write_text(
+        json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=1, default=str) + "\n"
+    )
     print("\n".join(md))
     return out
+
+
+def update_docs(doc: Path, name: str, report_md: str, results: Path) -> None:
+    """Replace the block between ``<!-- NAME-table:start -->`` and ``<!-- NAME-table:end -->`` of ``doc`` with
+    the suite report (its title dropped, headings two levels down, image links relative to ``doc``)."""
+    start, end = f"<!-- {name}-table:start -->", f"<!-- {name}-table:end -->"
+    text = doc.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{doc}: no {start} ... {end} block")
+    body = []
+    for line in report_md.splitlines()[1:]:
+        if line.startswith("#"):
+            line = "##" + line
+        if line.startswith("![") and "](" in line:
+            label, _, target = line.partition("](")
+            line = f"{label}]({os.path.relpath((results / target.rstrip(')')).resolve(), doc.parent)})"
+        body.append(line)
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    doc.write_text(head + start + "\n" + "\n".join(body).strip() + "\n" + end + tail)

@@ -60,6 +60,7 @@ one-sided Mann-Whitney U of each MDPO variant against PPO, median KL per iterati
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -73,8 +74,6 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
 from _common import command_line, reexec_with_blas_threads, source_version  # noqa: E402
 from _rl_report import (  # noqa: E402
     BASE_ALGOS,
@@ -85,6 +84,7 @@ from _rl_report import (  # noqa: E402
     load_records,
     plan_report,
     run_record,
+    update_docs,
     warmup_of,
     write_record,
 )
@@ -437,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--baseline", default=None, help="on-policy algorithm of the rank tests (default ppo; off: sac)")
     ap.add_argument("--convert-legacy", action="store_true",
                     help="convert benchmarks/results/rl_vs_sb3_{runs,curves}.csv into run files in --legacy-dir")  # fmt: skip
+    ap.add_argument("--update-docs", action="store_true",
+                    help="with --suite: write the suite table into docs/rl-benchmarks.md (between its markers)")  # fmt: skip
     ap.add_argument("--blas-threads", type=int, default=1, help="OPENBLAS/OMP/MKL threads (0: library default)")
     args = ap.parse_args(argv)
     reexec_with_blas_threads(args.blas_threads)
@@ -510,7 +512,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if name:
         baselines = {"on-policy": args.baseline or "ppo", "off-policy": "sac"}
         cmd = f".venv/bin/python benchmarks/rl_vs_sb3.py --suite {name} --workers 1" if args.suite else command_line()
-        plan_report(name, plan, load_records([runs_dir]), results, img, baselines, cmd)
+        rep = plan_report(name, plan, load_records([runs_dir]), results, img, baselines, cmd)
+        if args.update_docs:
+            update_docs(ROOT / "docs" / "rl-benchmarks.md", name, rep["markdown"], results)
 
 
 if __name__ == "__main__":
