@@ -278,7 +278,13 @@ def plot_curves(title: str, panels: dict[str, list[dict[str, Any]]], path: Path)
             if band is None:
                 continue
             x, mean, std = band
-            ax.plot(x, mean, color=color(algo), lw=1.5, label=f"{algo_info(algo)[2]}, {len(rs)} seeds")
+            ax.plot(
+                x,
+                mean,
+                color=color(algo),
+                lw=1.5,
+                label=f"{algo_info(algo)[2]}, {len(rs)} seed{'s' if len(rs) > 1 else ''}",
+            )
             ax.fill_between(x, mean - std, mean + std, color=color(algo), alpha=0.15, lw=0)
         ax.set_title(f"{title}, {family}, {steps:,} steps", fontsize=10)
         ax.set_xlabel("environment steps (thousands)")
@@ -299,6 +305,8 @@ def plot_kl(runs: list[dict[str, Any]], path: Path) -> Path | None:
     if not envs:
         return None
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter
+
     fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.4), constrained_layout=True, squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         for algo in sorted({r["algo"] for r in runs if r["env"] == env}, key=algo_order):
@@ -311,8 +319,9 @@ def plot_kl(runs: list[dict[str, Any]], path: Path) -> Path | None:
             ys = np.array([[dict((int(c[0]), c[1]) for c in r["kl"])[s] for s in grid] for r in rs], float)
             ax.plot(grid, np.median(ys, 0), color=color(algo), lw=1.2, label=f"{algo_info(algo)[2]} ({len(rs)})")
         ax.set_yscale("log")
-        ax.set_title(f"{env}: KL per iteration", fontsize=10)
-        ax.set_xlabel("environment steps")
+        ax.set_title(f"{env}: KL per iteration (median over seeds)", fontsize=10)
+        ax.set_xlabel("environment steps (thousands)")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}"))
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="best")
     path.parent.mkdir(parents=True, exist_ok=True)
