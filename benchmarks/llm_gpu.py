@@ -192,6 +192,12 @@ class Meter:
             self.sync()
             self.sample_s += time.perf_counter() - t0
 
+    def row(self, seconds: float, counter: TokenCounter, n: int, lora: bool, lengths: list[float]) -> dict[str, float]:
+        """One step's record: wall and sampling time, sampled tokens, counted tokens and model FLOPs."""
+        return {"seconds": seconds, "sample_seconds": self.sample_s, "sampled_tokens": self.sampled_tokens,
+                "flops": counter.flops(n, lora), "forward_tokens": counter.forward_no_grad + counter.forward_grad,
+                "backward_tokens": counter.forward_grad, "length": statistics.mean(lengths) if lengths else 0.0}  # fmt: skip
+
     def reset_peak(self) -> None:
         if self.cuda:
             import torch
@@ -206,7 +212,7 @@ class Meter:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def summarise(steps: list[dict[str, float]], n: int, lora: bool, peak_tflops: float | None) -> dict[str, Any]:
+def summarise(steps: list[dict[str, float]], peak_tflops: float | None) -> dict[str, Any]:
     """Median seconds per step, tokens/s and MFU over the measured steps."""
     sec = statistics.median(s["seconds"] for s in steps)
     flops = statistics.median(s["flops"] for s in steps)
@@ -272,18 +278,16 @@ def run_nashmp(a: argparse.Namespace, algorithm: str, lora: bool) -> dict[str, A
         t0 = time.perf_counter()
         trainer.training_step()
         meter.sync()
-        row = {"seconds": time.perf_counter() - t0, "sample_seconds": meter.sample_s,
-               "sampled_tokens": meter.sampled_tokens, "flops": counter.flops(n, lora),
-               "forward_tokens": counter.forward_no_grad + counter.forward_grad,
-               "backward_tokens": counter.forward_grad, "length": statistics.mean(lengths) if lengths else 0.0}  # fmt: skip
+        row = meter.row(time.perf_counter() - t0, counter, n, lora, lengths)
         if i >= a.warmup:
             steps.append(row)
     counter.handle.remove()
     trainable = sum(p.numel() for p in trainer.params)
     del trainer
-    torch.cuda.empty_cache() if info["cuda"] else None
+    if info["cuda"]:  # in-process runs: the next configuration's peak starts from an empty cache
+        torch.cuda.empty_cache()
     return {"trainable_params": trainable, "matmul_params": n, "completions_per_step": a.batch * a.num_generations,
-            "peak_memory_gb": meter.peak_gb(), **summarise(steps, n, lora, a.peak_tflops)}  # fmt: skip
+            "peak_memory_gb": meter.peak_gb(), **summarise(steps, a.peak_tflops)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,10 +355,7 @@ def run_trl(a: argparse.Namespace, lora: bool) -> dict[str, Any]:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             meter.sync()
-            row = {"seconds": time.perf_counter() - self.t0, "sample_seconds": meter.sample_s,
-                   "sampled_tokens": meter.sampled_tokens, "flops": counter.flops(n, lora),
-                   "forward_tokens": counter.forward_no_grad + counter.forward_grad,
-                   "backward_tokens": counter.forward_grad, "length": statistics.mean(lengths) if lengths else 0.0}  # fmt: skip
+            row = meter.row(time.perf_counter() - self.t0, counter, n, lora, lengths)
             if state.global_step > a.warmup:
                 steps.append(row)
 
@@ -380,10 +381,11 @@ def run_trl(a: argparse.Namespace, lora: bool) -> dict[str, Any]:
     counter.handle.remove()
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     del trainer
-    torch.cuda.empty_cache() if info["cuda"] else None
+    if info["cuda"]:  # in-process runs: the next configuration's peak starts from an empty cache
+        torch.cuda.empty_cache()
     return {"impl": f"trl {trl.__version__} NashMDTrainer", "trainable_params": trainable, "matmul_params": n,
             "completions_per_step": 2 * a.batch, "peak_memory_gb": meter.peak_gb(),
-            **summarise(steps, n, lora, a.peak_tflops)}  # fmt: skip
+            **summarise(steps, a.peak_tflops)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------

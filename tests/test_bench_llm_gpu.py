@@ -61,12 +61,12 @@ def test_matmul_params_and_token_counter(llm_gpu):
 def test_summarise_mfu(llm_gpu):
     steps = [{"seconds": 2.0, "sample_seconds": 1.0, "sampled_tokens": 100, "flops": 4e12, "length": 4.0},
              {"seconds": 4.0, "sample_seconds": 1.0, "sampled_tokens": 300, "flops": 4e12, "length": 6.0}]  # fmt: skip
-    s = llm_gpu.summarise(steps, n=1, lora=False, peak_tflops=1.0)
+    s = llm_gpu.summarise(steps, peak_tflops=1.0)
     assert s["seconds_per_step"] == 3.0
     assert s["generation_tokens_per_s"] == 200.0
     assert s["model_tflops_per_s"] == pytest.approx(4 / 3)
     assert s["mfu"] == pytest.approx(4 / 3)
-    assert llm_gpu.summarise(steps, n=1, lora=False, peak_tflops=None)["mfu"] is None
+    assert llm_gpu.summarise(steps, peak_tflops=None)["mfu"] is None
     assert llm_gpu.default_peak_tflops("NVIDIA H200") == pytest.approx(989.4)
     assert llm_gpu.default_peak_tflops("cpu") is None
 
