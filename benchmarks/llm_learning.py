@@ -74,14 +74,17 @@ def train_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     from nashmp.llm.config import NashMPConfig
     from nashmp.llm.trainer import NashMPTrainer
+    from nashmp.llm.trainer_io import latest_checkpoint
 
     overrides = json.loads(args.overrides)
     steps = steps_for(args.algo, overrides, args.queries)
     work = Path(args.workdir) / args.name
+    # a run killed before its first checkpoint starts again from scratch (its partial log is dropped)
+    resume = latest_checkpoint(work) is not None
     cfg = NashMPConfig(algorithm=args.algo, max_steps=steps, output_dir=str(work), num_threads=1,
                        eval_steps=args.eval_steps, eval_judge="embedding", progress_bar=False,
                        save_steps=max(1, steps // 4), **overrides,
-                       resume_from_checkpoint="latest" if (work / "log.csv").exists() else None)  # fmt: skip
+                       resume_from_checkpoint="latest" if resume else None, overwrite_output_dir=not resume)  # fmt: skip
     start = time.time()
     trainer = NashMPTrainer(cfg)
     trainer.train()

@@ -280,27 +280,30 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "stage", "refused"),
+    ("kind", "stage", "fsdp_version", "refused"),
     [
-        ("FSDP", None, True),
-        ("DEEPSPEED", 3, True),
-        ("DEEPSPEED", 2, True),
-        ("MULTI_GPU", None, False),
-        ("NO", None, False),
+        ("FSDP", None, 1, True),
+        ("FSDP", None, 2, False),
+        ("DEEPSPEED", 3, 2, True),
+        ("DEEPSPEED", 2, 2, True),
+        ("MULTI_GPU", None, 2, False),
+        ("NO", None, 2, False),
     ],
 )
-def test_launchers_that_shard_parameters_are_refused(kind: str, stage: int | None, refused: bool) -> None:
-    """FSDP (sharded parameters) and DeepSpeed (its engine owns the optimiser step) are refused with one clear
-    line; DDP and a single process pass."""
+def test_launchers_the_trainer_cannot_drive_are_refused(
+    kind: str, stage: int | None, fsdp_version: int, refused: bool
+) -> None:
+    """FSDP1 (flat parameters) and DeepSpeed (its engine owns the optimiser step) are refused with one clear
+    line that names the supported configuration; FSDP2, DDP and a single process pass."""
     from accelerate.utils import DistributedType
 
     from nashmp.llm.trainer import check_parameter_sharding
 
     if refused:
-        with pytest.raises(InvalidParameterError, match="shards the parameters|is not supported"):
-            check_parameter_sharding(DistributedType[kind], stage)
+        with pytest.raises(InvalidParameterError, match="is not supported.*configs/accelerate/fsdp.yaml"):
+            check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
     else:
-        check_parameter_sharding(DistributedType[kind], stage)
+        check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
 
 
 def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:

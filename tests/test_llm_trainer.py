@@ -145,6 +145,33 @@ def test_sampling_stops_at_eos_and_masks_the_rest() -> None:
     assert out.shape[1] == max(ends) + 1 < budget  # sampling stopped when the last row ended
 
 
+def test_sampling_follows_the_callers_stopping_rule() -> None:
+    """Under FSDP2 every decoding step is a collective, so the trainer passes a rule that waits for every
+    rank: rows that ended keep being padded (mask 0, log-prob 0) until the rule says stop."""
+    model, tok = tiny_model_and_tokenizer(seed=3)
+    enc = tok(["hello there", "hi"], return_tensors="pt", padding=True)
+    args = dict(max_new_tokens=20, temperature=0.0, pad_token_id=tok.pad_token_id)
+    first, _, _ = sample_completions([(ModelView(model), 1.0)], enc["input_ids"], enc["attention_mask"],
+                                     eos_token_id=-1, **args)  # fmt: skip
+    eos = int(first[0, 0])  # greedy: the first row's first token, now declared EOS
+    calls: list[int] = []
+
+    def after_five(finished: torch.Tensor) -> bool:
+        calls.append(int(finished.sum()))
+        return len(calls) == 5
+
+    out, mask, logp = sample_completions(
+        [(ModelView(model), 1.0)], enc["input_ids"], enc["attention_mask"], eos_token_id=eos,
+        all_finished=after_five, **args,
+    )  # fmt: skip
+    assert out.shape[1] == 5 and calls[0] >= 1  # row 0 ended at its first token, decoding went on
+    assert mask[0].tolist() == [1, 0, 0, 0, 0] and (logp[0, 1:] == 0).all()
+    assert (out[0, 1:] == tok.pad_token_id).all()
+    default, _, _ = sample_completions([(ModelView(model), 1.0)], enc["input_ids"][:1], enc["attention_mask"][:1],
+                                       eos_token_id=eos, **args)  # fmt: skip
+    assert default.shape[1] == 1  # the default rule: stop once this call's rows have all ended
+
+
 def test_swap_parameters_is_exact_and_restores() -> None:
     model, _ = tiny_model_and_tokenizer(seed=0)
     params = list(model.parameters())

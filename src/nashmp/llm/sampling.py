@@ -63,11 +63,27 @@ class ModelView:
 
 @contextlib.contextmanager
 def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None]:
-    """Temporarily give ``params`` the tensors ``values`` (an O(1) storage swap, no copy), then swap back.
+    """Temporarily give ``params`` the tensors ``values``, then restore them.
 
     Used to evaluate the model at a snapshot (EMA anchor, half-step policy) without a second model.
     Only valid without autograd through the swapped parameters (the callers run under ``no_grad``).
+    Plain tensors swap storage (O(1), no copy). Sharded parameters (FSDP2 DTensors) are copied in place,
+    shard by shard, and copied back: FSDP2 all-gathers from the storage it registered, which a ``.data``
+    swap would bypass (and DTensor has no sharding rule for ``_foreach_copy_``).
     """
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in params):
+        with torch.no_grad():
+            saved = [p.detach().clone() for p in params]
+            for p, v in zip(params, values, strict=True):
+                p.copy_(v)
+            try:
+                yield
+            finally:
+                for p, v in zip(params, saved, strict=True):
+                    p.copy_(v)
+        return
     for p, v in zip(params, values, strict=True):
         p.data, v.data = v.data, p.data
     try:
@@ -147,10 +163,13 @@ def sample_completions(
     temperature: float,
     eos_token_id: int,
     pad_token_id: int,
+    all_finished: Callable[[Tensor], bool] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Sample completions of left-padded prompts from :math:`\mu\propto\prod_i\pi_i^{w_i}` (tempered).
 
     ``temperature=0`` decodes greedily (the T → 0 limit; ``logp`` is then that of the untempered μ).
+    Decoding stops when ``all_finished(finished)`` says so (default: every row has ended); with sharded
+    weights the caller passes a rule that waits for every rank (each forward pass is a collective).
 
     Returns ``(ids, mask, logp)``, each ``(B, T)`` with T ≤ ``max_new_tokens``: the tokens (``pad`` after
     the end), 1 for tokens up to and including the first EOS, and :math:`\log\mu` of each sampled token.
@@ -189,7 +208,7 @@ def sample_completions(
         alive.append(~finished)
         logps.append(torch.where(finished, torch.zeros_like(log_mu[:, 0]), log_mu.gather(1, tok[:, None])[:, 0]))
         finished = finished | (tok == eos_token_id)
-        if bool(finished.all()):
+        if all_finished(finished) if all_finished is not None else bool(finished.all()):
             break
         step_ids = tok[:, None]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)

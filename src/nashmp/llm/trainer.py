@@ -16,11 +16,10 @@ One optimiser step, for every algorithm (B prompts per process, k = ``num_genera
 
 The trainer never branches on the algorithm's name: it reads :class:`~nashmp.online.Recipe`.
 
-Anchors and half-step policies are **parameter snapshots** of the trainable parameters, swapped into
-the one model when needed (:func:`~nashmp.llm.sampling.swap_parameters`): with LoRA a snapshot costs the
-adapter's size (≈ 2 MB for r=16 on SmolLM2-135M), without LoRA one copy of the weights. π_ref is the base
-model with adapters disabled (LoRA) or one frozen copy (full fine-tuning). Each process samples with its
-own seed (``seed + process_index``), so processes never draw identical completions for the same prompt.
+Anchors and half-step policies are parameter snapshots, π_ref the base model with adapters disabled (or a
+frozen copy); under FSDP2 each rank keeps its own shard of every snapshot (:mod:`.trainer_weights`). Each
+process samples with its own seed (``seed + process_index``), so processes never draw identical completions
+for the same prompt.
 """
 
 from __future__ import annotations
@@ -51,38 +50,11 @@ from ..online.estimators import (
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
 from .prompts import Prompt, prompt_text
-from .sampling import (
-    ModelView,
-    completion_log_probs,
-    encode_prompts,
-    eval_mode,
-    sample_completions,
-    swap_parameters,
-)
+from .sampling import ModelView, completion_log_probs, encode_prompts, eval_mode, sample_completions
 from .trainer_io import METRICS, RunFolder, latest_checkpoint, resolve_resume
+from .trainer_weights import PolicyWeights, check_parameter_sharding, is_sharded, snapshot
 
-__all__ = ["NashMPTrainer", "METRICS", "latest_checkpoint"]  # the last two live in trainer_io
-
-
-def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None) -> None:
-    """Refuse launchers the trainer does not support: FSDP shards the parameters that the EMA anchor, the
-    half-step copy and π_ref-by-adapter need whole on every rank; DeepSpeed (any ZeRO stage) owns the
-    optimiser step. DDP (and a single process) are supported."""
-    from accelerate.utils import DistributedType
-
-    if distributed_type == DistributedType.FSDP:
-        raise InvalidParameterError(
-            "FSDP shards the parameters, and the trainer's snapshots need them whole: launch with DDP "
-            "(configs/accelerate/ddp.yaml)."
-        )
-    if distributed_type == DistributedType.DEEPSPEED:
-        # ZeRO-3 shards the parameters; under ZeRO-1/2 the engine steps on every backward (so accumulation and
-        # clipping would be DeepSpeed's), keeps its own fp32 master copy (EGPO's restore would miss it) and
-        # needs a dataloader to size its batch: not supported in this release.
-        raise InvalidParameterError(
-            f"DeepSpeed (ZeRO-{zero_stage if zero_stage is not None else '?'}) is not supported: the trainer "
-            "shards nothing and steps its own optimiser; launch with DDP (configs/accelerate/ddp.yaml)."
-        )
+__all__ = ["NashMPTrainer", "METRICS", "check_parameter_sharding", "latest_checkpoint"]  # re-exported
 
 
 def _installed_trackers() -> list[str]:
@@ -98,11 +70,7 @@ def _move_judge(judge: Any, device: torch.device) -> None:
             holder.model.to(device)  # type: ignore[union-attr]
 
 
-def _snapshot(params: Sequence[Tensor]) -> list[Tensor]:
-    return [p.detach().clone() for p in params]
-
-
-class NashMPTrainer(RunFolder):
+class NashMPTrainer(PolicyWeights, RunFolder):
     """Online NLHF trainer on transformers + accelerate (runs unchanged under ``accelerate launch``).
 
     Parameters
@@ -204,8 +172,12 @@ class NashMPTrainer(RunFolder):
                 f"mixed precision ({self.accelerator.mixed_precision}) keeps fp32 master weights: set dtype=float32 "
                 f"(got {cfg.dtype})."
             )
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
-        check_parameter_sharding(self.accelerator.distributed_type, getattr(plugin, "zero_stage", None))
+        state = self.accelerator.state
+        check_parameter_sharding(
+            self.accelerator.distributed_type,
+            getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None),
+            getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2),
+        )  # fmt: skip
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
@@ -240,10 +212,13 @@ class NashMPTrainer(RunFolder):
             raise InvalidParameterError("the model has no trainable parameters.")
         self.optimizer_impl = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
+        # FSDP2 replaces the parameters by DTensors (and the optimiser's references with them)
+        self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
+        self.sharded = is_sharded(self.params)
         device = self.accelerator.device
         # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none); taken after
-        # prepare moved the parameters, so they live on the same device
-        self.snapshots: dict[str, list[Tensor]] = {name: _snapshot(self.params) for name in self.recipe.snapshots(cfg)}
+        # prepare moved (or sharded) the parameters, so they live on the same device, in the same placement
+        self.snapshots: dict[str, list[Tensor]] = {name: snapshot(self.params) for name in self.recipe.snapshots(cfg)}
         for frozen in (self._ref_model, judge_model):
             if frozen is not None:
                 frozen.to(device)
@@ -258,7 +233,8 @@ class NashMPTrainer(RunFolder):
         )  # fmt: skip
         self.accelerator.register_for_checkpointing(self.lr_scheduler)
         self._base_weights = self._lora_base_weights()
-        if self._peft:  # checkpoints hold the adapters only, not a copy of the frozen base model
+        if self._peft and not self.sharded:  # checkpoints hold the adapters only, not the frozen base model
+            # (under FSDP2 accelerate's own sharded checkpointing saves the model and optimiser)
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device
@@ -299,113 +275,6 @@ class NashMPTrainer(RunFolder):
             raise InvalidParameterError("training on the test split leaves no held-out prompts; set eval_dataset.")
         return load_prompts(cfg.dataset, column=cfg.prompt_column, split="test")
 
-    def _wrap_peft(self, model: Any) -> Any:
-        cfg = self.config
-        if not cfg.use_peft or hasattr(model, "peft_config"):
-            return model
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=(
-                "all-linear" if list(cfg.lora_target_modules) == ["all-linear"] else list(cfg.lora_target_modules)
-            ),
-            task_type="CAUSAL_LM",
-        )
-        import warnings
-
-        with warnings.catch_warnings():  # peft 0.21 reads a deprecated transformers alias (harmless, theirs)
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-            return get_peft_model(model, lora)
-
-    def _lora_base_weights(self) -> list[tuple[Tensor, Tensor]]:
-        """(weight, exact copy) of every LoRA-wrapped base layer, to undo a merge without rounding drift."""
-        if not (self._peft and self.config.merge_lora_for_sampling):
-            return []
-        out = []
-        for module in self.raw_model.modules():
-            base = getattr(module, "base_layer", None)
-            if base is not None and hasattr(module, "lora_A") and isinstance(getattr(base, "weight", None), Tensor):
-                out.append((base.weight, base.weight.detach().clone()))
-        # a merged delta must not leak into another parameter that shares the storage (tied embeddings)
-        from collections import Counter
-
-        uses = Counter(p.data_ptr() for _, p in self.raw_model.named_parameters(remove_duplicate=False))
-        if any(uses[w.data_ptr()] > 1 for w, _ in out):
-            return []  # sample through the unmerged adapters instead
-        return out
-
-    def _trainable_state(self) -> dict[str, Tensor]:
-        return {n: p.detach() for n, p in self.raw_model.named_parameters() if p.requires_grad}
-
-    def _save_trainable_only(self, models: list[Any], weights: list[Any], output_dir: str) -> None:
-        if weights:
-            weights[0] = self._trainable_state()
-
-    def _load_trainable_only(self, models: list[Any], input_dir: str) -> None:
-        from safetensors.torch import load_file
-
-        if not models:
-            return
-        models.pop(0)  # accelerate would expect the full state dict
-        state = load_file(str(Path(input_dir) / "model.safetensors"), device=str(self.accelerator.device))
-        expected = self._trainable_state()
-        if set(state) != set(expected):
-            raise InvalidParameterError(f"checkpoint {input_dir} holds other adapters than this model's.")
-        with torch.no_grad():
-            for name, value in state.items():
-                expected[name].copy_(value)
-
-    @property
-    def raw_model(self) -> Any:
-        """The model without the DDP wrapper (used for every pass without gradient)."""
-        return self.accelerator.unwrap_model(self.model)
-
-    # ------------------------------------------------------------------ views
-    @property
-    def anchor(self) -> list[Tensor]:
-        """The prox centre θ̄ (EMA or frozen π_k), empty for recipes without one."""
-        return self.snapshots.get("anchor", [])
-
-    @property
-    def half(self) -> list[Tensor]:
-        return self.snapshots.get("half", [])
-
-    @property
-    def policy_view(self) -> ModelView:
-        return ModelView(self.raw_model)
-
-    @property
-    def ref_view(self) -> ModelView:
-        if self._peft:
-            return ModelView(self.raw_model, self.raw_model.disable_adapter)
-        return ModelView(self._ref_model)
-
-    def snapshot_view(self, values: list[Tensor]) -> ModelView:
-        return ModelView(self.raw_model, lambda: swap_parameters(self.params, values))
-
-    @contextlib.contextmanager
-    def _weights_of(self, which: str) -> Iterator[ModelView]:
-        """A plain view of the model holding ``which`` weights (policy or a snapshot), LoRA merged.
-
-        The swap and the merge happen once for the whole generation call, not per decoding step; the merge is
-        undone with peft's ``unmerge_adapter`` and the base weights then restored bit for bit.
-        """
-        swap = contextlib.nullcontext() if which == "self" else swap_parameters(self.params, self.snapshots[which])
-        with torch.no_grad(), swap:
-            if not self._base_weights:
-                yield ModelView(self.raw_model)
-                return
-            self.raw_model.merge_adapter()
-            try:
-                yield ModelView(self.raw_model)
-            finally:
-                self.raw_model.unmerge_adapter()
-                for weight, original in self._base_weights:
-                    weight.copy_(original)
-
     # ------------------------------------------------------------------ data
     def _batch_prompts(self, step: int) -> list[Prompt]:
         """This process's prompts for micro-batch ``step``: a seeded permutation per epoch, sliced per process."""
@@ -441,6 +310,7 @@ class NashMPTrainer(RunFolder):
                 temperature=cfg.temperature,
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
+                all_finished=self.all_finished,
             )
         texts = tok.batch_decode(out.masked_fill(out_mask == 0, tok.pad_token_id), skip_special_tokens=True)
         return out, out_mask, texts
@@ -586,7 +456,7 @@ class NashMPTrainer(RunFolder):
     def _extragradient_step(self, batches: Sequence[list[Prompt]]) -> dict[str, float]:
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
         # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
-        start = _snapshot(self.params)
+        start = snapshot(self.params)
         opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
         first = self._accumulate(batches)
         self._apply_gradients()
@@ -604,7 +474,8 @@ class NashMPTrainer(RunFolder):
         norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        full = getattr(norm, "full_tensor", None)  # FSDP2: a replicated DTensor
+        return float(full() if full is not None else norm)
 
     def _learning_rate(self) -> float:
         return float(self.optimizer_impl.param_groups[0]["lr"])
@@ -613,19 +484,6 @@ class NashMPTrainer(RunFolder):
         last = (mask.sum(-1) - 1).clamp(min=0)
         ended = ids.gather(1, last[:, None])[:, 0] == self.tokenizer.eos_token_id
         return float(ended.float().mean())
-
-    @torch.no_grad()
-    def _run_events(self, events: Sequence[str]) -> None:
-        """Execute a recipe's events (see :class:`~nashmp.online.Recipe`)."""
-        for event in events:
-            if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ
-                torch._foreach_lerp_(self.snapshots["anchor"], [p.detach() for p in self.params], self.config.ema)
-            elif event.endswith("<-theta"):
-                self.snapshots[event.split("<-")[0]] = _snapshot(self.params)
-            elif event == "reset-optimizer":
-                self.optimizer_impl.state.clear()
-            else:  # pragma: no cover - a recipe names an event this trainer does not know
-                raise InvalidParameterError(f"unknown recipe event {event!r}")
 
     def training_step(self) -> dict[str, float]:
         """One optimiser step of the configured recipe; returns its metrics (see :data:`METRICS`)."""

@@ -201,6 +201,15 @@ class RunFolder:
     def raw_model(self) -> Any:  # provided by the trainer
         raise NotImplementedError
 
+    def save_snapshots(self, folder: Path) -> None:  # provided by the trainer (trainer_weights)
+        raise NotImplementedError
+
+    def load_snapshots(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def model_state_for_saving(self) -> dict[str, Tensor] | None:
+        raise NotImplementedError
+
     def _counters(self) -> dict[str, float]:
         """The x-axis and the progress counters every logged row starts with."""
         return {"step": float(self.step), "charts/queries": float(self.queries),
@@ -240,8 +249,6 @@ class RunFolder:
 
     def save_checkpoint(self) -> Path:
         """``output_dir/checkpoint-{step}``: model, optimiser and RNG (accelerate), snapshots, state."""
-        from safetensors.torch import save_file
-
         acc = self.accelerator
         path = self.output_dir / f"checkpoint-{self.step}"
         # written into a temporary folder and renamed once complete: a kill mid-save leaves no checkpoint-N
@@ -252,10 +259,9 @@ class RunFolder:
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
-        acc.wait_for_everyone()  # every process's RNG file is in tmp before it is renamed
+        self.save_snapshots(tmp)
+        acc.wait_for_everyone()  # every process's RNG (and snapshot-shard) file is in tmp before it is renamed
         if acc.is_main_process:
-            for name, values in self.snapshots.items():
-                save_file({str(i): t.contiguous() for i, t in enumerate(values)}, str(tmp / f"{name}.safetensors"))
             state = {
                 "step": self.step,
                 "queries": self.queries,
@@ -275,15 +281,9 @@ class RunFolder:
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a :meth:`save_checkpoint` folder; training then continues exactly where it stopped."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         self.accelerator.load_state(str(path))
-        device = self.accelerator.device
-        for name in self.snapshots:
-            if (path / f"{name}.safetensors").is_file():
-                data = load_file(str(path / f"{name}.safetensors"))
-                self.snapshots[name] = [data[str(i)].to(device) for i in range(len(data))]
+        self.load_snapshots(path)
         state = json.loads((path / "trainer_state.json").read_text())
         self.step, self.queries = int(state["step"]), int(state["queries"])
         self.history = [current_names(row) for row in state["history"]]
@@ -306,8 +306,10 @@ class RunFolder:
         path = Path(path)
         acc = self.accelerator
         acc.wait_for_everyone()
+        state = self.model_state_for_saving()  # gathered on every rank under FSDP2 (a collective)
         if acc.is_main_process:
-            self.raw_model.save_pretrained(str(path), safe_serialization=True)
+            extra = {} if state is None else {"state_dict": state}
+            self.raw_model.save_pretrained(str(path), safe_serialization=True, **extra)
             self.tokenizer.save_pretrained(str(path))
             (path / "nashmp_config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         acc.wait_for_everyone()

@@ -1,0 +1,263 @@
+r"""The policy's weights inside :class:`~nashmp.llm.NashMPTrainer`: LoRA, π_ref, parameter snapshots, sharding.
+
+Anchors and half-step policies are **parameter snapshots** of the trainable parameters, put into the one
+model when needed (:func:`~nashmp.llm.sampling.swap_parameters`): with LoRA a snapshot costs the adapter's
+size (≈ 2 MB for r=16 on SmolLM2-135M), without LoRA one copy of the weights. π_ref is the base model with
+adapters disabled (LoRA) or one frozen copy (full fine-tuning).
+
+**Sharded parameters (FSDP2).** Every snapshot operation is elementwise — a clone, the EMA
+θ̄ ← (1−κ)θ̄ + κθ, a copy in and back out — so under FSDP2 (``fully_shard``: the parameters are DTensors
+holding this rank's shard) each rank keeps and updates **its own shard** of every snapshot and nothing is
+ever gathered for them. What changes under sharding, and why:
+
+- a snapshot is copied in place into the parameters (FSDP2 all-gathers from the storage it registered,
+  so the O(1) ``.data`` swap used otherwise would go unseen);
+- LoRA is not merged into the (sharded) base weights for sampling: generation runs through the adapters;
+- every forward pass is a collective, so the sampler decodes until the rows of *all* ranks have ended;
+- snapshots are checkpointed per rank (``<name>.rank<r>.safetensors``), model and optimiser by
+  accelerate's FSDP checkpointing; the final model is gathered once (``accelerator.get_state_dict``).
+
+FSDP1 (``fsdp_version: 1``) and DeepSpeed are refused (see :func:`check_parameter_sharding`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidParameterError
+from .sampling import ModelView, swap_parameters
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .config import NashMPConfig
+
+__all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"]
+
+
+def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
+    """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
+    the model's parameters) and DeepSpeed (any ZeRO stage: the engine owns the optimiser step). DDP, FSDP2
+    and a single process are supported."""
+    from accelerate.utils import DistributedType
+
+    if distributed_type == DistributedType.FSDP and fsdp_version != 2:
+        raise InvalidParameterError(
+            f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
+            "(configs/accelerate/fsdp.yaml)."
+        )
+    if distributed_type == DistributedType.DEEPSPEED:
+        # under every ZeRO stage the engine steps on every backward (so accumulation and clipping would be
+        # DeepSpeed's), keeps its own fp32 master copy (EGPO's restore would miss it) and needs a dataloader to
+        # size its batch: not supported in this release; FSDP2 is the sharded configuration.
+        raise InvalidParameterError(
+            f"DeepSpeed (ZeRO-{zero_stage if zero_stage is not None else '?'}) is not supported: the trainer "
+            "steps its own optimiser; launch with FSDP2 (configs/accelerate/fsdp.yaml) or DDP (ddp.yaml)."
+        )
+
+
+def is_sharded(params: Sequence[Tensor]) -> bool:
+    """Whether ``params`` are DTensors (FSDP2): each rank then holds one shard of each."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in params)
+
+
+def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
+    """A detached copy of ``params`` (of this rank's shards, when sharded)."""
+    return [p.detach().clone() for p in params]
+
+
+def local(t: Tensor) -> Tensor:
+    """This rank's shard of a DTensor (the tensor itself otherwise)."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if to_local is not None else t
+
+
+class PolicyWeights:
+    """Mixin of the trainer's weight handling (the trainer sets the attributes below)."""
+
+    accelerator: Accelerator
+    config: NashMPConfig
+    model: Any
+    params: list[Tensor]
+    snapshots: dict[str, list[Tensor]]
+    _peft: bool
+    _ref_model: Any
+    _base_weights: list[tuple[Tensor, Tensor]]
+    sharded: bool = False
+
+    @property
+    def raw_model(self) -> Any:
+        """The model without the DDP wrapper (used for every pass without gradient)."""
+        return self.accelerator.unwrap_model(self.model)
+
+    # ------------------------------------------------------------------ LoRA
+    def _wrap_peft(self, model: Any) -> Any:
+        cfg = self.config
+        if not cfg.use_peft or hasattr(model, "peft_config"):
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=(
+                "all-linear" if list(cfg.lora_target_modules) == ["all-linear"] else list(cfg.lora_target_modules)
+            ),
+            task_type="CAUSAL_LM",
+        )
+        import warnings
+
+        with warnings.catch_warnings():  # peft 0.21 reads a deprecated transformers alias (harmless, theirs)
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+            return get_peft_model(model, lora)
+
+    def _lora_base_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """(weight, exact copy) of every LoRA-wrapped base layer, to undo a merge without rounding drift; empty
+        (sample through the unmerged adapters) without LoRA, when turned off, or with sharded weights."""
+        if not (self._peft and self.config.merge_lora_for_sampling) or self.sharded:
+            return []
+        out = []
+        for module in self.raw_model.modules():
+            base = getattr(module, "base_layer", None)
+            if base is not None and hasattr(module, "lora_A") and isinstance(getattr(base, "weight", None), Tensor):
+                out.append((base.weight, base.weight.detach().clone()))
+        # a merged delta must not leak into another parameter that shares the storage (tied embeddings)
+        from collections import Counter
+
+        uses = Counter(p.data_ptr() for _, p in self.raw_model.named_parameters(remove_duplicate=False))
+        if any(uses[w.data_ptr()] > 1 for w, _ in out):
+            return []  # sample through the unmerged adapters instead
+        return out
+
+    def _trainable_state(self) -> dict[str, Tensor]:
+        return {n: p.detach() for n, p in self.raw_model.named_parameters() if p.requires_grad}
+
+    def _save_trainable_only(self, models: list[Any], weights: list[Any], output_dir: str) -> None:
+        if weights:
+            weights[0] = self._trainable_state()
+
+    def _load_trainable_only(self, models: list[Any], input_dir: str) -> None:
+        from safetensors.torch import load_file
+
+        if not models:
+            return
+        models.pop(0)  # accelerate would expect the full state dict
+        state = load_file(str(Path(input_dir) / "model.safetensors"), device=str(self.accelerator.device))
+        expected = self._trainable_state()
+        if set(state) != set(expected):
+            raise InvalidParameterError(f"checkpoint {input_dir} holds other adapters than this model's.")
+        with torch.no_grad():
+            for name, value in state.items():
+                expected[name].copy_(value)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def anchor(self) -> list[Tensor]:
+        """The prox centre θ̄ (EMA or frozen π_k), empty for recipes without one."""
+        return self.snapshots.get("anchor", [])
+
+    @property
+    def half(self) -> list[Tensor]:
+        return self.snapshots.get("half", [])
+
+    @property
+    def policy_view(self) -> ModelView:
+        return ModelView(self.raw_model)
+
+    @property
+    def ref_view(self) -> ModelView:
+        if self._peft:
+            return ModelView(self.raw_model, self.raw_model.disable_adapter)
+        return ModelView(self._ref_model)
+
+    def snapshot_view(self, values: list[Tensor]) -> ModelView:
+        return ModelView(self.raw_model, lambda: swap_parameters(self.params, values))
+
+    @contextlib.contextmanager
+    def _weights_of(self, which: str) -> Iterator[ModelView]:
+        """A plain view of the model holding ``which`` weights (policy or a snapshot), LoRA merged.
+
+        The swap and the merge happen once for the whole generation call, not per decoding step; the merge is
+        undone with peft's ``unmerge_adapter`` and the base weights then restored bit for bit.
+        """
+        swap = contextlib.nullcontext() if which == "self" else swap_parameters(self.params, self.snapshots[which])
+        with torch.no_grad(), swap:
+            if not self._base_weights:
+                yield ModelView(self.raw_model)
+                return
+            self.raw_model.merge_adapter()
+            try:
+                yield ModelView(self.raw_model)
+            finally:
+                self.raw_model.unmerge_adapter()
+                for weight, original in self._base_weights:
+                    weight.copy_(original)
+
+    def all_finished(self, finished: Tensor) -> bool:
+        """The sampler's stopping rule: this rank's rows have all ended, and under sharding every rank's have
+        (each decoding step is a collective there, so all ranks must take the same number)."""
+        done = bool(finished.all())
+        if not self.sharded:
+            return done
+        pending = torch.tensor([0.0 if done else 1.0], device=self.accelerator.device)
+        return float(self.accelerator.reduce(pending, reduction="sum")) == 0.0
+
+    # ------------------------------------------------------------------ snapshots and recipe events
+    @torch.no_grad()
+    def _run_events(self, events: Sequence[str]) -> None:
+        """Execute a recipe's events (see :class:`~nashmp.online.Recipe`); shard by shard under FSDP2."""
+        for event in events:
+            if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ
+                torch._foreach_lerp_(self.snapshots["anchor"], [p.detach() for p in self.params], self.config.ema)
+            elif event.endswith("<-theta"):
+                self.snapshots[event.split("<-")[0]] = snapshot(self.params)
+            elif event == "reset-optimizer":
+                self.optimizer_impl.state.clear()  # type: ignore[attr-defined]
+            else:  # pragma: no cover - a recipe names an event this trainer does not know
+                raise InvalidParameterError(f"unknown recipe event {event!r}")
+
+    def snapshot_files(self, folder: Path, name: str) -> Path:
+        """Where snapshot ``name`` lives in a checkpoint: one file, or one per rank under sharding."""
+        suffix = f".rank{self.accelerator.process_index}" if self.sharded else ""
+        return folder / f"{name}{suffix}.safetensors"
+
+    def save_snapshots(self, folder: Path) -> None:
+        """Write every snapshot (each rank its shards under sharding, else the main process all of it)."""
+        from safetensors.torch import save_file
+
+        if not (self.sharded or self.accelerator.is_main_process):
+            return
+        for name, values in self.snapshots.items():
+            tensors = {str(i): local(t).contiguous() for i, t in enumerate(values)}
+            save_file(tensors, str(self.snapshot_files(folder, name)))
+
+    def load_snapshots(self, folder: Path) -> None:
+        """Read back :meth:`save_snapshots`' files into the (identically placed) snapshots."""
+        from safetensors.torch import load_file
+
+        for name, values in self.snapshots.items():
+            path = self.snapshot_files(folder, name)
+            if not path.is_file():
+                continue  # a recipe whose snapshot is taken later (or a checkpoint from before it existed)
+            data = load_file(str(path))  # on CPU; copy_ moves each tensor to its shard's device
+            if len(data) != len(values):
+                raise InvalidParameterError(f"{path} holds {len(data)} tensors, this model has {len(values)}.")
+            with torch.no_grad():
+                for i, t in enumerate(values):
+                    local(t).copy_(data[str(i)])
+
+    def model_state_for_saving(self) -> dict[str, Tensor] | None:
+        """The full model state to save (gathered once under sharding: a collective on every rank), else None
+        (``save_pretrained`` reads the model itself)."""
+        if not self.sharded:
+            return None
+        return self.accelerator.get_state_dict(self.model)

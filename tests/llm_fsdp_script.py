@@ -1,0 +1,141 @@
+"""Run by ``tests/test_llm_fsdp.py`` under ``accelerate launch`` with 2 CPU processes.
+
+``mode`` is ``ddp`` (configs/accelerate/ddp.yaml) or ``fsdp`` (configs/accelerate/fsdp.yaml). accelerate picks
+FSDP only on accelerator machines, and on CPU its MULTI_CPU type never becomes FSDP; in ``fsdp`` mode this
+script therefore sets, after ``Accelerator.__init__``, the two state fields that accelerate sets on a GPU
+machine (``distributed_type``, also in PartialState, and an ``FSDP plugin`` read from the launcher's FSDP_* environment, i.e. the
+shipped config). Everything else — ``prepare`` (``fully_shard``), clipping, checkpointing — is accelerate's
+own FSDP2 code path.
+
+Each rank writes ``<out>/<tag>-rank<i>.safetensors``: the full (gathered) trainable parameters before and
+after training and the full EMA anchor, plus ``<tag>-rank<i>.json`` (queries, whether the parameters are
+sharded and LoRA merged for sampling, the sampler's stopping rule, the per-step losses). With ``resume``
+(tag ``<mode>-resume``) the run stops at step 2, then a fresh trainer resumes from ``checkpoint-2`` to step 3;
+with ``full`` (tag suffix ``-full``) it fine-tunes every weight instead of LoRA adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def emulate_fsdp_selection() -> None:
+    from accelerate import Accelerator, FullyShardedDataParallelPlugin
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    original = Accelerator.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        if self.state.distributed_type != DistributedType.FSDP:
+            self.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # reads FSDP_* set by accelerate launch
+            self.state.distributed_type = DistributedType.FSDP
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as AcceleratorState does
+
+    Accelerator.__init__ = init  # type: ignore[method-assign]
+
+
+def full(t):  # type: ignore[no-untyped-def]
+    f = getattr(t, "full_tensor", None)
+    return (f() if f is not None else t).detach().clone().contiguous()
+
+
+def main(out: Path, mode: str, resume: bool, lora: bool) -> None:
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    if mode == "fsdp":
+        emulate_fsdp_selection()
+    from nashmp.llm.config import NashMPConfig
+    from nashmp.llm.models import tiny_model_and_tokenizer
+    from nashmp.llm.trainer import NashMPTrainer
+    from nashmp.oracles import CallableOracle
+
+    torch.set_num_threads(1)
+
+    def longer(x, a, b):  # type: ignore[no-untyped-def]
+        d = np.array([len(s) for s in a], dtype=float) - np.array([len(s) for s in b], dtype=float)
+        return 0.5 * (1 + np.tanh(d / 4))
+
+    tag = (f"{mode}-resume" if resume else mode) + ("" if lora else "-full")
+    prompts = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why?"]
+
+    def make(steps: int, resume_from: str | None):  # type: ignore[no-untyped-def]
+        model, tok = tiny_model_and_tokenizer(seed=0)
+        cfg = NashMPConfig(
+            algorithm="nash-mp",  # EMA anchor (a snapshot) and the centre's KL: every snapshot path
+            max_steps=steps,
+            max_new_tokens=6,
+            per_device_train_batch_size=2,
+            num_generations=2,
+            learning_rate=1e-2,
+            use_peft=lora,
+            lora_r=4,
+            lora_target_modules=["q_proj", "v_proj"],
+            save_steps=2,
+            output_dir=str(out / f"{tag}-run{'-resumed' if resume_from else ''}"),
+            resume_from_checkpoint=resume_from,
+            progress_bar=False,
+        )
+        return NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=CallableOracle(longer), prompts=prompts)
+
+    trainer = make(3, None)
+    initial = {f"init{i}": full(p) for i, p in enumerate(trainer.params)}
+    first_grads: dict[str, torch.Tensor] = {}
+    step = trainer.optimizer.step
+
+    def step_and_record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not first_grads:  # the first optimiser step's (clipped, process-averaged) gradient
+            first_grads.update({f"grad{i}": full(p.grad) for i, p in enumerate(trainer.params)})
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = step_and_record
+    rank = trainer.accelerator.process_index
+    # the sampler's stopping rule: under sharding a rank whose rows have ended keeps decoding for the others
+    split = trainer.all_finished(torch.tensor([True, rank == 0]))
+    both = trainer.all_finished(torch.tensor([True, True]))
+    if resume:  # stop after the checkpoint at step 2, then resume in a fresh trainer
+        trainer.config.max_steps = 2
+        trainer.training_step()
+        trainer.training_step()
+        trainer.save_checkpoint()
+        first = list(trainer.history)
+        import shutil
+
+        dst = out / f"{tag}-run-resumed"
+        if trainer.accelerator.is_main_process:
+            shutil.copytree(out / f"{tag}-run", dst)
+        trainer.accelerator.wait_for_everyone()
+        trainer = make(3, str(dst / "checkpoint-2"))
+        trainer.training_step()
+        history = first + trainer.history[-1:]
+    else:
+        trainer.train()
+        history = trainer.history
+    tensors = {f"param{i}": full(p) for i, p in enumerate(trainer.params)} | initial | first_grads
+    tensors.update({f"anchor{i}": full(a) for i, a in enumerate(trainer.anchor)})
+    save_file(tensors, str(out / f"{tag}-rank{rank}.safetensors"))
+    (out / f"{tag}-rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "queries": trainer.queries,
+                "processes": trainer.accelerator.num_processes,
+                "sharded": trainer.sharded,
+                "lora_merged_for_sampling": bool(trainer._base_weights),
+                "stop_when_one_rank_done": split,
+                "stop_when_all_done": both,
+                "distributed_type": str(trainer.accelerator.distributed_type),
+                "losses": [row["losses/loss"] for row in history],
+            }
+        )
+    )
+    trainer.accelerator.wait_for_everyone()  # no rank exits while another still has a collective in flight
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], "resume" in sys.argv[3:], "full" not in sys.argv[3:])
