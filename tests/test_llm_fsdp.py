@@ -81,7 +81,11 @@ def test_fsdp2_trains_like_ddp_keeps_sharded_snapshots_and_resumes_exactly(tmp_p
     assert resumed_info[0]["losses"] == pytest.approx(fsdp_info[0]["losses"], abs=1e-6)
     ckpt = tmp_path / "fsdp-resume-run" / "checkpoint-2"
     assert (ckpt / "anchor.rank0.safetensors").is_file() and (ckpt / "anchor.rank1.safetensors").is_file()
-    assert (tmp_path / "fsdp-run" / "final" / "adapter_model.safetensors").is_file()  # gathered once, saved
+    # the final model is gathered once and saved like DDP's: the same adapter file, value for value
+    saved = load_file(str(tmp_path / "fsdp-run" / "final" / "adapter_model.safetensors"))
+    reference = load_file(str(tmp_path / "ddp-run" / "final" / "adapter_model.safetensors"))
+    assert sorted(saved) == sorted(reference) and len(saved) == count
+    assert max(float((saved[k] - reference[k]).abs().max()) for k in saved) < tol
 
 
 def test_fsdp2_full_fine_tuning_computes_ddps_gradient(tmp_path: Path) -> None:
