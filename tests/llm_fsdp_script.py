@@ -11,7 +11,8 @@ Each rank writes ``<out>/<tag>-rank<i>.safetensors``: the full (gathered) traina
 after training and the full EMA anchor, plus ``<tag>-rank<i>.json`` (queries, whether the parameters are
 sharded and LoRA merged for sampling, the sampler's stopping rule, the per-step losses). With ``resume``
 (tag ``<mode>-resume``) the run stops at step 2, then a fresh trainer resumes from ``checkpoint-2`` to step 3;
-with ``full`` (tag suffix ``-full``) it fine-tunes every weight instead of LoRA adapters.
+with ``full`` (tag suffix ``-full``) it fine-tunes every weight instead of LoRA adapters; ``algorithm=NAME``
+(tag suffix ``-NAME``) trains another recipe than nash-mp.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def full(t):  # type: ignore[no-untyped-def]
     return (f() if f is not None else t).detach().clone().contiguous()
 
 
-def main(out: Path, mode: str, resume: bool, lora: bool) -> None:
+def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str) -> None:
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -61,13 +62,17 @@ def main(out: Path, mode: str, resume: bool, lora: bool) -> None:
         d = np.array([len(s) for s in a], dtype=float) - np.array([len(s) for s in b], dtype=float)
         return 0.5 * (1 + np.tanh(d / 4))
 
-    tag = (f"{mode}-resume" if resume else mode) + ("" if lora else "-full")
+    tag = (
+        (f"{mode}-resume" if resume else mode)
+        + ("" if lora else "-full")
+        + ("" if algorithm == "nash-mp" else f"-{algorithm}")
+    )
     prompts = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why?"]
 
     def make(steps: int, resume_from: str | None):  # type: ignore[no-untyped-def]
         model, tok = tiny_model_and_tokenizer(seed=0)
         cfg = NashMPConfig(
-            algorithm="nash-mp",  # EMA anchor (a snapshot) and the centre's KL: every snapshot path
+            algorithm=algorithm,  # nash-mp: EMA anchor (a snapshot) and the centre's KL, every snapshot path
             max_steps=steps,
             max_new_tokens=6,
             per_device_train_batch_size=2,
@@ -138,4 +143,6 @@ def main(out: Path, mode: str, resume: bool, lora: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], "resume" in sys.argv[3:], "full" not in sys.argv[3:])
+    flags = sys.argv[3:]
+    algorithm = next((f.removeprefix("algorithm=") for f in flags if f.startswith("algorithm=")), "nash-mp")
+    main(Path(sys.argv[1]), sys.argv[2], "resume" in flags, "full" not in flags, algorithm)
