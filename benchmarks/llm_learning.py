@@ -133,6 +133,13 @@ def evaluate(names: list[str], args: argparse.Namespace) -> dict[str, object]:
         policies, prompts, judges, samples_per_prompt=args.eval_samples, seed=1, reference="ref",
         max_new_tokens=run.max_new_tokens, system_prompt=run.system_prompt,
     )  # fmt: skip
+    if args.train_eval_prompts:  # the same policies on prompts they trained on: learned, or learned to generalise?
+        seen = default_prompts("train")[: args.train_eval_prompts]
+        train = win_rate_matrices(
+            policies, seen, {run.oracle: judges[run.oracle]}, samples_per_prompt=args.eval_samples, seed=1,
+            reference="ref", max_new_tokens=run.max_new_tokens, system_prompt=run.system_prompt,
+        )  # fmt: skip
+        results[f"{run.oracle}, training prompts"] = train[run.oracle]
     result: dict[str, object] = {}
     for judge_name, res in results.items():  # one generation, judged twice
         result[judge_name] = {"markdown": res.to_markdown(), "names": res.names,
@@ -176,6 +183,12 @@ def main() -> None:
     ap.add_argument("--eval-steps", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--eval-samples", type=int, default=4, help="final evaluation: samples per test prompt")
+    ap.add_argument(
+        "--train-eval-prompts",
+        type=int,
+        default=43,
+        help="final evaluation also on the first N training prompts, training oracle (0: off)",
+    )
     ap.add_argument("--sweep", default="", help="field=v1,v2 (nash-mp runs with each value)")
     ap.add_argument("--set", default="", help="field=value,... applied to every run")
     ap.add_argument("--no-eval", action="store_true", help="train only (no final evaluation)")
