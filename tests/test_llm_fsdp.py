@@ -2,7 +2,7 @@
 
 accelerate selects FSDP only on accelerator machines (its MULTI_CPU type never becomes FSDP), so the worker
 (``llm_fsdp_script.py``) sets the two state fields accelerate sets on a GPU machine and then runs
-accelerate's own FSDP2 path (``fully_shard`` in ``prepare``, sharded checkpoints) with the shipped
+accelerate's own FSDP2 path (``fully_shard`` in ``prepare``, full-state checkpoints) with the shipped
 ``configs/accelerate/fsdp.yaml``. The reference is the same script under the shipped ``ddp.yaml``: the same
 per-process seeds, prompts and samples, so the two must train the same weights.
 """
@@ -75,7 +75,7 @@ def test_fsdp2_trains_like_ddp_keeps_sharded_snapshots_and_resumes_exactly(tmp_p
     assert fsdp_info[0]["losses"] == pytest.approx(ddp_info[0]["losses"], abs=1e-6)
     assert _max_diff(fsdp[0], ddp[0], "grad") < tol
 
-    # stop at step 2, resume from the sharded checkpoint in a fresh trainer: the same step 3
+    # stop at step 2, resume from the checkpoint in a fresh trainer: the same step 3
     assert _max_diff(resumed[0], fsdp[0], "param") < tol
     assert _max_diff(resumed[0], fsdp[0], "anchor") < tol
     assert resumed_info[0]["losses"] == pytest.approx(fsdp_info[0]["losses"], abs=1e-6)

@@ -17,7 +17,7 @@ pytest.importorskip("accelerate")
 pytest.importorskip("peft")
 
 from nashmp.approx.losses import ipo_loss, prox_pg_loss  # noqa: E402
-from nashmp.errors import InvalidOracleOutputError, InvalidParameterError  # noqa: E402
+from nashmp.errors import CheckpointError, InvalidOracleOutputError, InvalidParameterError  # noqa: E402
 from nashmp.llm.config import LLM_ALGORITHMS, NashMPConfig  # noqa: E402
 from nashmp.llm.models import ModelNotFoundError, tiny_model_and_tokenizer  # noqa: E402
 from nashmp.llm.sampling import ModelView, completion_log_probs, sample_completions, swap_parameters  # noqa: E402
@@ -351,6 +351,64 @@ def test_resume_equals_uninterrupted(tmp_path: Path, algorithm: str) -> None:
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
     log = (tmp_path / "killed" / "run" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1.0", "2.0", "3.0", "4.0"]
+
+
+class _RunsCode:
+    """A pickle that runs code when loaded (what a crafted checkpoint file would hold)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+def test_resume_never_runs_code_from_a_checkpoint(tmp_path: Path) -> None:
+    """The schedule's state is JSON in trainer_state.json, so a checkpoint holding a ``custom_checkpoint_0.pkl``
+    (accelerate unpickles registered objects with weights_only=False) is refused before anything is read; a
+    crafted RNG pickle is read by accelerate with weights_only=True and does not run either."""
+    common = {"max_steps": 3, "save_steps": 2, "lr_scheduler_type": "linear", "warmup_steps": 2}
+    make_trainer(tmp_path / "a", **common).train()
+    ckpt = tmp_path / "a" / "run" / "checkpoint-2"
+    assert not list(ckpt.glob("custom_checkpoint_*"))  # the scheduler is no longer pickled
+    resumed = make_trainer(tmp_path / "a", **common, resume_from_checkpoint=str(ckpt))
+    assert resumed.step == 2 and resumed.lr_scheduler.last_epoch == 2  # the schedule came back from the JSON
+    marker = tmp_path / "ran.txt"
+    torch.save(_RunsCode(marker), ckpt / "custom_checkpoint_0.pkl")
+    with pytest.raises(CheckpointError, match="custom_checkpoint_0.pkl, a pickle nashmp does not load"):
+        make_trainer(tmp_path / "a", **common, resume_from_checkpoint=str(ckpt))
+    assert not marker.exists()
+    (ckpt / "custom_checkpoint_0.pkl").unlink()
+    # accelerate reads its RNG pickle with weights_only=True (and skips it silently when that fails); the
+    # trainer's own safetensors copy of the streams keeps the resumed run exact
+    (ckpt / "random_states_0.pkl").write_bytes(__import__("pickle").dumps(_RunsCode(marker)))
+    again = make_trainer(tmp_path / "a", **common, resume_from_checkpoint=str(ckpt))
+    assert not marker.exists()
+    last = again.train()[-1]["losses/loss"]  # (before another trainer re-seeds the process's generator)
+    uninterrupted = make_trainer(tmp_path / "b", **common).train()
+    assert last == pytest.approx(uninterrupted[-1]["losses/loss"], rel=1e-5, abs=1e-6)
+
+
+def test_checkpoints_without_a_saved_schedule_replay_it(tmp_path: Path) -> None:
+    """A checkpoint written before the schedule moved into trainer_state.json (its pickle deleted, as the
+    refusal above asks) resumes at the same learning rate."""
+    import json
+
+    common = {"max_steps": 4, "save_steps": 2, "lr_scheduler_type": "linear", "warmup_steps": 2}
+    full = make_trainer(tmp_path / "full", **common)
+    full.train()
+    old = make_trainer(tmp_path / "old", **common)
+    old.training_step()
+    old.training_step()
+    ckpt = old.save_checkpoint()
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    del state["lr_scheduler"]
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    resumed = make_trainer(tmp_path / "old", **common, resume_from_checkpoint=str(ckpt))
+    rows = resumed.train()
+    assert [r["charts/learning_rate"] for r in rows[2:]] == pytest.approx(
+        [r["charts/learning_rate"] for r in full.history[2:]]
+    )
 
 
 # --------------------------------------------------------------------------- errors before loading

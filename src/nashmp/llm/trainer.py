@@ -176,6 +176,7 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             self.accelerator.distributed_type,
             getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None),
             getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2),
+            getattr(getattr(state, "fsdp_plugin", None), "state_dict_type", None),
         )  # fmt: skip
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
@@ -225,12 +226,13 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         from transformers import get_scheduler
 
         # Not passed through accelerator.prepare: its wrapper steps a scheduler once per process per call
-        # (it assumes a per-process batch schedule); ours counts optimiser steps. Checkpointed all the same.
+        # (it assumes a per-process batch schedule); ours counts optimiser steps. Checkpointed as JSON in
+        # trainer_state.json, not with accelerator.register_for_checkpointing: accelerate unpickles registered
+        # objects with weights_only=False, so a crafted checkpoint could run code on resume.
         self.lr_scheduler = get_scheduler(
             cfg.lr_scheduler_type, self.optimizer_impl, num_warmup_steps=cfg.num_warmup_steps,
             num_training_steps=cfg.max_steps,
         )  # fmt: skip
-        self.accelerator.register_for_checkpointing(self.lr_scheduler)
         self._base_weights = self._lora_base_weights()
         if self._peft and not self.sharded:  # checkpoints hold the adapters only, not the frozen base model
             # (under FSDP2 accelerate's own sharded checkpointing saves the model and optimiser)

@@ -155,6 +155,12 @@ def resolve_resume(cfg: NashMPConfig) -> Path | None:
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
         raise InvalidParameterError(f"{path} is not a complete nashmp checkpoint (no trainer_state.json).")
+    pickled = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+    if pickled:  # accelerate would unpickle it with weights_only=False: code in a crafted file would run
+        raise CheckpointError(
+            f"{path} holds {', '.join(pickled)}, a pickle nashmp does not load (it could run code); if you wrote "
+            "this checkpoint yourself, delete the file and resume: the learning-rate schedule is replayed."
+        )
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         saved = state["config"]
@@ -183,6 +189,28 @@ def resolve_resume(cfg: NashMPConfig) -> Path | None:
     return path
 
 
+def _save_rng(path: Path) -> None:
+    """This process's torch RNG streams (CPU, and every CUDA device) as safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states |= {f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    save_file(states, str(path))
+
+
+def _load_rng(path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    states = load_file(str(path))
+    torch.set_rng_state(states["cpu"])
+    cuda = [states[f"cuda{i}"] for i in range(len(states) - 1) if f"cuda{i}" in states]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 class RunFolder:
     """What :class:`~nashmp.llm.NashMPTrainer` writes into ``output_dir`` (a mixin: the trainer holds the state)."""
 
@@ -194,12 +222,27 @@ class RunFolder:
     completions: int
     history: list[dict[str, float]]
     snapshots: dict[str, list[Tensor]]
+    lr_scheduler: Any
     tokenizer: Any
     _samples: list[tuple[str, str, str, float]]
 
     @property
     def raw_model(self) -> Any:  # provided by the trainer
         raise NotImplementedError
+
+    def _restore_lr_scheduler(self, saved: Any) -> None:
+        """The schedule's state from ``trainer_state.json``; a checkpoint written before it was saved here (its
+        scheduler was in accelerate's pickle, which is no longer read) replays the schedule to ``step``: a
+        transformers schedule is a function of the step count alone, so both are exact."""
+        if isinstance(saved, dict):
+            self.lr_scheduler.load_state_dict(saved)
+            return
+        import warnings
+
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": a replay, not training
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.step):
+                self.lr_scheduler.step()
 
     def save_snapshots(self, folder: Path) -> None:  # provided by the trainer (trainer_weights)
         raise NotImplementedError
@@ -260,6 +303,7 @@ class RunFolder:
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         self.save_snapshots(tmp)
+        _save_rng(tmp / f"rng.rank{acc.process_index}.safetensors")
         acc.wait_for_everyone()  # every process's RNG (and snapshot-shard) file is in tmp before it is renamed
         if acc.is_main_process:
             state = {
@@ -267,6 +311,7 @@ class RunFolder:
                 "queries": self.queries,
                 "completions": self.completions,
                 "num_processes": acc.num_processes,
+                "lr_scheduler": self.lr_scheduler.state_dict(),  # floats and ints (LambdaLR): JSON, never pickle
                 "history": self.history,
                 "config": self.config.to_dict(),
             }
@@ -284,8 +329,14 @@ class RunFolder:
         path = Path(path)
         self.accelerator.load_state(str(path))
         self.load_snapshots(path)
+        # accelerate's own RNG file is a pickle it reads with weights_only=True, and it skips that file
+        # silently when it cannot read it; this one is safetensors and restores the sampling streams exactly
+        rng = path / f"rng.rank{self.accelerator.process_index}.safetensors"
+        if rng.is_file():
+            _load_rng(rng)
         state = json.loads((path / "trainer_state.json").read_text())
         self.step, self.queries = int(state["step"]), int(state["queries"])
+        self._restore_lr_scheduler(state.get("lr_scheduler"))
         self.history = [current_names(row) for row in state["history"]]
         self.completions = int(state.get("completions", 0))
         log = self.output_dir / "log.csv"

@@ -15,7 +15,7 @@ ever gathered for them. What changes under sharding, and why:
 - LoRA is not merged into the (sharded) base weights for sampling: generation runs through the adapters;
 - every forward pass is a collective, so the sampler decodes until the rows of *all* ranks have ended;
 - snapshots are checkpointed per rank (``<name>.rank<r>.safetensors``), model and optimiser by
-  accelerate's FSDP checkpointing; the final model is gathered once (``accelerator.get_state_dict``).
+  accelerate's FSDP checkpointing (full state dicts only: the sharded format reads a pickle); the final model is gathered once (``accelerator.get_state_dict``).
 
 FSDP1 (``fsdp_version: 1``) and DeepSpeed are refused (see :func:`check_parameter_sharding`).
 """
@@ -41,16 +41,25 @@ if TYPE_CHECKING:
 __all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"]
 
 
-def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
+def check_parameter_sharding(
+    distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2, state_dict_type: Any = None
+) -> None:
     """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
-    the model's parameters) and DeepSpeed (any ZeRO stage: the engine owns the optimiser step). DDP, FSDP2
-    and a single process are supported."""
+    the model's parameters), FSDP checkpoints in torch.distributed.checkpoint's sharded format (its metadata
+    file is read with ``pickle``, so resuming a crafted checkpoint could run code) and DeepSpeed (any ZeRO
+    stage: the engine owns the optimiser step). DDP, FSDP2 with full state dicts and a single process pass."""
     from accelerate.utils import DistributedType
 
     if distributed_type == DistributedType.FSDP and fsdp_version != 2:
         raise InvalidParameterError(
             f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
             "(configs/accelerate/fsdp.yaml)."
+        )
+    kind = getattr(state_dict_type, "name", state_dict_type)
+    if distributed_type == DistributedType.FSDP and kind not in (None, "FULL_STATE_DICT"):
+        raise InvalidParameterError(
+            f"fsdp_state_dict_type {kind} is not supported: its checkpoints are read back with pickle (unsafe "
+            "for a checkpoint from elsewhere); set fsdp_state_dict_type: FULL_STATE_DICT (configs/accelerate/fsdp.yaml)."
         )
     if distributed_type == DistributedType.DEEPSPEED:
         # under every ZeRO stage the engine steps on every backward (so accumulation and clipping would be
