@@ -81,6 +81,8 @@ def train_worker(args: argparse.Namespace) -> None:
     work = Path(args.workdir) / args.name
     # a run killed before its first checkpoint starts again from scratch (its partial log is dropped)
     resume = latest_checkpoint(work) is not None
+    for old in work.glob("checkpoint-*/custom_checkpoint_*.pkl"):  # this harness's own runs, written by an
+        old.unlink()  # older nashmp: the trainer refuses the pickle and replays the schedule without it
     cfg = NashMPConfig(algorithm=args.algo, max_steps=steps, output_dir=str(work), num_threads=1,
                        eval_steps=args.eval_steps, eval_judge="embedding", progress_bar=False,
                        save_steps=max(1, steps // 4), **overrides,
