@@ -32,7 +32,10 @@ def emulate_fsdp_selection() -> None:
     def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         original(self, *args, **kwargs)
         if self.state.distributed_type != DistributedType.FSDP:
-            self.state.fsdp_plugin = FullyShardedDataParallelPlugin()  # reads FSDP_* set by accelerate launch
+            plugin = FullyShardedDataParallelPlugin()  # reads FSDP_* set by accelerate launch
+            if self.state.mixed_precision != "no":
+                plugin.set_mixed_precision(self.state.mixed_precision)  # as AcceleratorState does
+            self.state.fsdp_plugin = plugin
             self.state.distributed_type = DistributedType.FSDP
             PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as AcceleratorState does
 
