@@ -12,7 +12,8 @@ after training and the full EMA anchor, plus ``<tag>-rank<i>.json`` (queries, wh
 sharded and LoRA merged for sampling, the sampler's stopping rule, the per-step losses). With ``resume``
 (tag ``<mode>-resume``) the run stops at step 2, then a fresh trainer resumes from ``checkpoint-2`` to step 3;
 with ``full`` (tag suffix ``-full``) it fine-tunes every weight instead of LoRA adapters; ``algorithm=NAME``
-(tag suffix ``-NAME``) trains another recipe than nash-mp.
+(tag suffix ``-NAME``) trains another recipe than nash-mp; ``gc`` (suffix ``-gc``) turns on gradient
+checkpointing.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def full(t):  # type: ignore[no-untyped-def]
     return (f() if f is not None else t).detach().clone().contiguous()
 
 
-def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str) -> None:
+def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpointing: bool = False) -> None:
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -69,6 +70,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str) -> None
         (f"{mode}-resume" if resume else mode)
         + ("" if lora else "-full")
         + ("" if algorithm == "nash-mp" else f"-{algorithm}")
+        + ("-gc" if checkpointing else "")
     )
     prompts = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why?"]
 
@@ -82,6 +84,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str) -> None
             num_generations=2,
             learning_rate=1e-2,
             use_peft=lora,
+            gradient_checkpointing=checkpointing,
             lora_r=4,
             lora_target_modules=["q_proj", "v_proj"],
             save_steps=2,
@@ -148,4 +151,4 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str) -> None
 if __name__ == "__main__":
     flags = sys.argv[3:]
     algorithm = next((f.removeprefix("algorithm=") for f in flags if f.startswith("algorithm=")), "nash-mp")
-    main(Path(sys.argv[1]), sys.argv[2], "resume" in flags, "full" not in flags, algorithm)
+    main(Path(sys.argv[1]), sys.argv[2], "resume" in flags, "full" not in flags, algorithm, "gc" in flags)

@@ -109,14 +109,19 @@ def test_fsdp2_full_fine_tuning_computes_ddps_gradient(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "port"),
-    [("nash-md", 5), ("egpo", 7)],  # the mixture opponent (two KV caches, adapters switched off per token) and
-)  # the extragradient look-ahead (a parameter snapshot restored in place, optimiser state reloaded)
-def test_fsdp2_matches_ddp_for_the_other_code_paths(tmp_path: Path, algorithm: str, port: int) -> None:
-    _launch(tmp_path, "ddp.yaml", "ddp", f"algorithm={algorithm}", port_offset=port)
-    _launch(tmp_path, "fsdp.yaml", "fsdp", f"algorithm={algorithm}", port_offset=port + 1)
-    ddp_info, ddp = _read(tmp_path, f"ddp-{algorithm}")
-    fsdp_info, fsdp = _read(tmp_path, f"fsdp-{algorithm}")
+    ("flag", "port"),
+    [
+        ("algorithm=nash-md", 5),  # the mixture opponent: two KV caches, adapters switched off at every token
+        ("algorithm=egpo", 7),  # the extragradient look-ahead: a snapshot restored in place, optimiser reloaded
+        ("gc", 11),  # gradient checkpointing: FSDP2's per-layer all-gathers again in the backward's recompute
+    ],
+)
+def test_fsdp2_matches_ddp_for_the_other_code_paths(tmp_path: Path, flag: str, port: int) -> None:
+    _launch(tmp_path, "ddp.yaml", "ddp", flag, port_offset=port)
+    _launch(tmp_path, "fsdp.yaml", "fsdp", flag, port_offset=port + 1)
+    suffix = "-" + flag.removeprefix("algorithm=")
+    ddp_info, ddp = _read(tmp_path, f"ddp{suffix}")
+    fsdp_info, fsdp = _read(tmp_path, f"fsdp{suffix}")
     assert fsdp_info[0]["sharded"] is True
     assert _max_diff(fsdp[0], ddp[0], "param") < 1e-6
     # float rounding of the sharded reductions (measured ≤ 3e-6 relative on the loss)
