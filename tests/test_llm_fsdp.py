@@ -128,6 +128,20 @@ def test_fsdp2_matches_ddp_for_the_other_code_paths(tmp_path: Path, flag: str, p
     assert fsdp_info[0]["losses"] == pytest.approx(ddp_info[0]["losses"], rel=1e-5, abs=1e-6)
 
 
+def test_fsdp2_without_resharding_sees_every_snapshot(tmp_path: Path) -> None:
+    """``configs/accelerate/fsdp_no_reshard.yaml`` (ZeRO-2-like): a module stays gathered after a forward pass
+    without backward, so the trainer reshards before and after putting a snapshot in (without that, the
+    EMA anchor's scoring pass computed with θ and the run left DDP's after one step: 0.03 apart)."""
+    _launch(tmp_path, "ddp.yaml", "ddp", port_offset=13)
+    _launch(tmp_path, "fsdp_no_reshard.yaml", "fsdp", port_offset=14)
+    ddp_info, ddp = _read(tmp_path, "ddp")
+    fsdp_info, fsdp = _read(tmp_path, "fsdp")
+    assert fsdp_info[0]["sharded"] is True
+    assert _max_diff(fsdp[0], ddp[0], "param") < 1e-6
+    assert _max_diff(fsdp[0], ddp[0], "anchor") < 1e-6
+    assert fsdp_info[0]["losses"] == pytest.approx(ddp_info[0]["losses"], rel=1e-5, abs=1e-6)
+
+
 def test_fsdp2_bf16_keeps_fp32_master_weights_and_anchor(tmp_path: Path) -> None:
     """``--mixed_precision bf16``: FSDP2 computes in bf16 (its MixedPrecisionPolicy) while the sharded
     parameters, their gradients and the EMA anchor stay fp32. DDP's bf16 is autocast instead, so the two agree

@@ -11,7 +11,8 @@ holding this rank's shard) each rank keeps and updates **its own shard** of ever
 ever gathered for them. What changes under sharding, and why:
 
 - a snapshot is copied in place into the parameters (FSDP2 all-gathers from the storage it registered,
-  so the O(1) ``.data`` swap used otherwise would go unseen);
+  so the O(1) ``.data`` swap used otherwise would go unseen), with every module resharded before and after
+  (a module that stayed gathered, ``reshard_after_forward=false``, would not see the copy);
 - LoRA is not merged into the (sharded) base weights for sampling: generation runs through the adapters;
 - every forward pass is a collective, so the sampler decodes until the rows of *all* ranks have ended;
 - snapshots are checkpointed per rank (``<name>.rank<r>.safetensors``), model and optimiser by
@@ -189,7 +190,28 @@ class PolicyWeights:
         return ModelView(self._ref_model)
 
     def snapshot_view(self, values: list[Tensor]) -> ModelView:
-        return ModelView(self.raw_model, lambda: swap_parameters(self.params, values))
+        return ModelView(self.raw_model, lambda: self._swapped(values))
+
+    @contextlib.contextmanager
+    def _swapped(self, values: list[Tensor]) -> Iterator[None]:
+        """The model holding ``values`` instead of θ. Under FSDP2 every module is resharded first and before θ
+        comes back: with ``reshard_after_forward=false`` a module stays gathered after a forward pass without
+        backward, and would go on computing with that gathered copy instead of the swapped-in shards."""
+        self._reshard()
+        with swap_parameters(self.params, values):
+            try:
+                yield
+            finally:
+                self._reshard()
+
+    def _reshard(self) -> None:
+        if not self.sharded:
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in self.raw_model.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
 
     @contextlib.contextmanager
     def _weights_of(self, which: str) -> Iterator[ModelView]:
@@ -198,7 +220,7 @@ class PolicyWeights:
         The swap and the merge happen once for the whole generation call, not per decoding step; the merge is
         undone with peft's ``unmerge_adapter`` and the base weights then restored bit for bit.
         """
-        swap = contextlib.nullcontext() if which == "self" else swap_parameters(self.params, self.snapshots[which])
+        swap = contextlib.nullcontext() if which == "self" else self._swapped(self.snapshots[which])
         with torch.no_grad(), swap:
             if not self._base_weights:
                 yield ModelView(self.raw_model)
