@@ -68,7 +68,8 @@ def check_parameter_sharding(
         # size its batch: not supported in this release; FSDP2 is the sharded configuration.
         raise InvalidParameterError(
             f"DeepSpeed (ZeRO-{zero_stage if zero_stage is not None else '?'}) is not supported: the trainer "
-            "steps its own optimiser; launch with FSDP2 (configs/accelerate/fsdp.yaml) or DDP (ddp.yaml)."
+            "steps its own optimiser; launch with FSDP2 (ZeRO-3-like: configs/accelerate/fsdp.yaml; ZeRO-2-like: "
+            "fsdp_no_reshard.yaml) or DDP (ddp.yaml)."
         )
 
 
