@@ -19,6 +19,7 @@ checkpointing.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -146,6 +147,11 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
     )
     trainer.accelerator.wait_for_everyone()  # no rank exits while another still has a collective in flight
     torch.distributed.destroy_process_group()
+    # Skip the interpreter's teardown: under load, gloo's threads were sometimes destroyed while still
+    # joinable ("terminate called without an active exception", SIGABRT) after every output was written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -389,6 +389,31 @@ def test_resume_never_runs_code_from_a_checkpoint(tmp_path: Path) -> None:
     assert last == pytest.approx(uninterrupted[-1]["losses/loss"], rel=1e-5, abs=1e-6)
 
 
+def test_resume_refuses_snapshots_or_launches_that_do_not_match(tmp_path: Path) -> None:
+    """A snapshot file of other shapes (copy_ would broadcast it silently), a missing one, or a checkpoint from
+    the other launch mode (FSDP2 vs DDP: other files, and a broadcast only rank 0 would join) is refused."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    common = {"max_steps": 2, "save_steps": 2}
+    make_trainer(tmp_path, **common).train()
+    ckpt = tmp_path / "run" / "checkpoint-2"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["sharded"] is False
+    (ckpt / "trainer_state.json").write_text(json.dumps({**state, "sharded": True}))
+    with pytest.raises(CheckpointError, match="with sharded parameters"):
+        make_trainer(tmp_path, **common, resume_from_checkpoint=str(ckpt))
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    anchor = load_file(str(ckpt / "anchor.safetensors"))
+    save_file({**anchor, "0": anchor["0"][:1].contiguous()}, str(ckpt / "anchor.safetensors"))
+    with pytest.raises(CheckpointError, match="other shapes or count"):
+        make_trainer(tmp_path, **common, resume_from_checkpoint=str(ckpt))
+    (ckpt / "anchor.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="has no anchor.safetensors"):
+        make_trainer(tmp_path, **common, resume_from_checkpoint=str(ckpt))
+
+
 def test_checkpoints_without_a_saved_schedule_replay_it(tmp_path: Path) -> None:
     """A checkpoint written before the schedule moved into trainer_state.json (its pickle deleted, as the
     refusal above asks) resumes at the same learning rate."""

@@ -71,7 +71,10 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
     shard by shard, and copied back: FSDP2 all-gathers from the storage it registered, which a ``.data``
     swap would bypass (and DTensor has no sharding rule for ``_foreach_copy_``).
     """
-    from torch.distributed.tensor import DTensor
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed: nothing can be sharded
+        DTensor = ()  # type: ignore[assignment,misc]  # noqa: N806
 
     if any(isinstance(p, DTensor) for p in params):
         with torch.no_grad():

@@ -235,7 +235,7 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         )  # fmt: skip
         self._base_weights = self._lora_base_weights()
         if self._peft and not self.sharded:  # checkpoints hold the adapters only, not the frozen base model
-            # (under FSDP2 accelerate's own sharded checkpointing saves the model and optimiser)
+            # (under FSDP2 accelerate's FSDP checkpointing saves the whole model, gathered: FULL_STATE_DICT)
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device

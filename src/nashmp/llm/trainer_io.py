@@ -205,10 +205,13 @@ def _load_rng(path: Path) -> None:
     from safetensors.torch import load_file
 
     states = load_file(str(path))
+    if "cpu" not in states:
+        raise CheckpointError(f"{path} holds no CPU generator state; it is not a nashmp RNG file.")
     torch.set_rng_state(states["cpu"])
-    cuda = [states[f"cuda{i}"] for i in range(len(states) - 1) if f"cuda{i}" in states]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+    if torch.cuda.is_available():  # the devices both runs see (a checkpoint may come from a larger machine)
+        for i in range(torch.cuda.device_count()):
+            if f"cuda{i}" in states:
+                torch.cuda.set_rng_state(states[f"cuda{i}"], i)
 
 
 class RunFolder:
@@ -222,6 +225,7 @@ class RunFolder:
     completions: int
     history: list[dict[str, float]]
     snapshots: dict[str, list[Tensor]]
+    sharded: bool
     lr_scheduler: Any
     tokenizer: Any
     _samples: list[tuple[str, str, str, float]]
@@ -235,6 +239,9 @@ class RunFolder:
         scheduler was in accelerate's pickle, which is no longer read) replays the schedule to ``step``: a
         transformers schedule is a function of the step count alone, so both are exact."""
         if isinstance(saved, dict):
+            expected = set(self.lr_scheduler.state_dict())
+            if not expected <= set(saved):
+                raise CheckpointError(f"trainer_state.json's lr_scheduler lacks {sorted(expected - set(saved))}.")
             self.lr_scheduler.load_state_dict(saved)
             return
         import warnings
@@ -311,6 +318,7 @@ class RunFolder:
                 "queries": self.queries,
                 "completions": self.completions,
                 "num_processes": acc.num_processes,
+                "sharded": self.sharded,
                 "lr_scheduler": self.lr_scheduler.state_dict(),  # floats and ints (LambdaLR): JSON, never pickle
                 "history": self.history,
                 "config": self.config.to_dict(),
@@ -327,6 +335,12 @@ class RunFolder:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a :meth:`save_checkpoint` folder; training then continues exactly where it stopped."""
         path = Path(path)
+        state = json.loads((path / "trainer_state.json").read_text())
+        if bool(state.get("sharded", False)) != self.sharded:  # other files (and, under FSDP2, a broadcast)
+            raise CheckpointError(
+                f"{path} was written {'with' if state.get('sharded') else 'without'} sharded parameters (FSDP2); "
+                "resume it with the launch configuration that wrote it."
+            )
         self.accelerator.load_state(str(path))
         self.load_snapshots(path)
         # accelerate's own RNG file is a pickle it reads with weights_only=True, and it skips that file
@@ -334,7 +348,6 @@ class RunFolder:
         rng = path / f"rng.rank{self.accelerator.process_index}.safetensors"
         if rng.is_file():
             _load_rng(rng)
-        state = json.loads((path / "trainer_state.json").read_text())
         self.step, self.queries = int(state["step"]), int(state["queries"])
         self._restore_lr_scheduler(state.get("lr_scheduler"))
         self.history = [current_names(row) for row in state["history"]]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ..errors import InvalidParameterError
+from ..errors import CheckpointError, InvalidParameterError
 from .sampling import ModelView, swap_parameters
 
 if TYPE_CHECKING:
@@ -276,13 +276,15 @@ class PolicyWeights:
         """Read back :meth:`save_snapshots`' files into the (identically placed) snapshots."""
         from safetensors.torch import load_file
 
-        for name, values in self.snapshots.items():
+        for name, values in self.snapshots.items():  # every recipe snapshot exists from the first step on
             path = self.snapshot_files(folder, name)
             if not path.is_file():
-                continue  # a recipe whose snapshot is taken later (or a checkpoint from before it existed)
+                raise CheckpointError(f"{folder} has no {path.name}: it was not written by this recipe and launch.")
             data = load_file(str(path))  # on CPU; copy_ moves each tensor to its shard's device
-            if len(data) != len(values):
-                raise InvalidParameterError(f"{path} holds {len(data)} tensors, this model has {len(values)}.")
+            shapes = [tuple(local(t).shape) for t in values]
+            saved = [tuple(data[str(i)].shape) if str(i) in data else None for i in range(len(values))]
+            if len(data) != len(values) or saved != shapes:  # copy_ would broadcast a wrong shape silently
+                raise CheckpointError(f"{path} does not hold this model's {name} snapshot (other shapes or count).")
             with torch.no_grad():
                 for i, t in enumerate(values):
                     local(t).copy_(data[str(i)])
