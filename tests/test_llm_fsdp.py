@@ -82,6 +82,8 @@ def test_fsdp2_trains_like_ddp_keeps_sharded_snapshots_and_resumes_exactly(tmp_p
     assert resumed_info[0]["losses"] == pytest.approx(fsdp_info[0]["losses"], abs=1e-6)
     ckpt = tmp_path / "fsdp-resume-run" / "checkpoint-2"
     assert (ckpt / "anchor.rank0.safetensors").is_file() and (ckpt / "anchor.rank1.safetensors").is_file()
+    assert (ckpt / "training_state.rank1.safetensors").is_file()  # each rank its shards of adapters and AdamW
+    assert not [f.name for f in ckpt.rglob("*") if f.suffix in (".pkl", ".bin", ".pt", ".distcp", ".metadata")]
     # the final model is gathered once and saved like DDP's: the same adapter file, value for value
     saved = load_file(str(tmp_path / "fsdp-run" / "final" / "adapter_model.safetensors"))
     reference = load_file(str(tmp_path / "ddp-run" / "final" / "adapter_model.safetensors"))

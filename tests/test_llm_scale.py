@@ -280,34 +280,30 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "stage", "fsdp_version", "state_dict_type", "refused"),
+    ("kind", "stage", "fsdp_version", "refused"),
     [
-        ("FSDP", None, 1, "FULL_STATE_DICT", True),
-        ("FSDP", None, 2, "FULL_STATE_DICT", False),
-        ("FSDP", None, 2, "SHARDED_STATE_DICT", True),  # torch.distributed.checkpoint reads its metadata by pickle
-        ("DEEPSPEED", 3, 2, None, True),
-        ("DEEPSPEED", 2, 2, None, True),
-        ("MULTI_GPU", None, 2, None, False),
-        ("NO", None, 2, None, False),
+        ("FSDP", None, 1, True),
+        ("FSDP", None, 2, False),
+        ("DEEPSPEED", 3, 2, True),
+        ("DEEPSPEED", 2, 2, True),
+        ("MULTI_GPU", None, 2, False),
+        ("NO", None, 2, False),
     ],
 )
 def test_launchers_the_trainer_cannot_drive_are_refused(
-    kind: str, stage: int | None, fsdp_version: int, state_dict_type: str | None, refused: bool
+    kind: str, stage: int | None, fsdp_version: int, refused: bool
 ) -> None:
-    """FSDP1 (flat parameters), sharded FSDP checkpoints (pickled metadata) and DeepSpeed (its engine owns the
-    optimiser step) are refused with one clear line that names the supported configuration; FSDP2 with full
-    state dicts, DDP and a single process pass."""
+    """FSDP1 (flat parameters) and DeepSpeed (its engine owns the optimiser step) are refused with one clear
+    line that names the supported configuration; FSDP2, DDP and a single process pass."""
     from accelerate.utils import DistributedType
-    from torch.distributed.fsdp import StateDictType
 
     from nashmp.llm.trainer import check_parameter_sharding
 
-    sdt = StateDictType[state_dict_type] if state_dict_type else None  # the enum accelerate's plugin holds
     if refused:
         with pytest.raises(InvalidParameterError, match="is not supported.*configs/accelerate/fsdp.yaml"):
-            check_parameter_sharding(DistributedType[kind], stage, fsdp_version, sdt)
+            check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
     else:
-        check_parameter_sharding(DistributedType[kind], stage, fsdp_version, sdt)
+        check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
 
 
 def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:

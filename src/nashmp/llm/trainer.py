@@ -176,7 +176,6 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             self.accelerator.distributed_type,
             getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None),
             getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2),
-            getattr(getattr(state, "fsdp_plugin", None), "state_dict_type", None),
         )  # fmt: skip
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
@@ -235,7 +234,7 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         )  # fmt: skip
         self._base_weights = self._lora_base_weights()
         if self._peft and not self.sharded:  # checkpoints hold the adapters only, not the frozen base model
-            # (under FSDP2 accelerate's FSDP checkpointing saves the whole model, gathered: FULL_STATE_DICT)
+            # (under FSDP2 the trainer writes its own per-rank shards instead of accelerate's save_state)
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device

@@ -260,6 +260,12 @@ class RunFolder:
     def model_state_for_saving(self) -> dict[str, Tensor] | None:
         raise NotImplementedError
 
+    def save_sharded_training_state(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def load_sharded_training_state(self, folder: Path) -> None:
+        raise NotImplementedError
+
     def _counters(self) -> dict[str, float]:
         """The x-axis and the progress counters every logged row starts with."""
         return {"step": float(self.step), "charts/queries": float(self.queries),
@@ -308,7 +314,13 @@ class RunFolder:
 
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        if self.sharded:  # each rank its shards, safetensors (accelerate's FSDP path would gather or pickle)
+            if acc.is_main_process:
+                tmp.mkdir(parents=True)
+            acc.wait_for_everyone()
+            self.save_sharded_training_state(tmp)
+        else:
+            acc.save_state(str(tmp))
         self.save_snapshots(tmp)
         _save_rng(tmp / f"rng.rank{acc.process_index}.safetensors")
         acc.wait_for_everyone()  # every process's RNG (and snapshot-shard) file is in tmp before it is renamed
@@ -319,6 +331,8 @@ class RunFolder:
                 "completions": self.completions,
                 "num_processes": acc.num_processes,
                 "sharded": self.sharded,
+                # fp16's loss scale (accelerate saves it only in its own checkpoint, skipped under FSDP2)
+                "grad_scaler": acc.scaler.state_dict() if self.sharded and acc.scaler is not None else None,
                 "lr_scheduler": self.lr_scheduler.state_dict(),  # floats and ints (LambdaLR): JSON, never pickle
                 "history": self.history,
                 "config": self.config.to_dict(),
@@ -341,7 +355,12 @@ class RunFolder:
                 f"{path} was written {'with' if state.get('sharded') else 'without'} sharded parameters (FSDP2); "
                 "resume it with the launch configuration that wrote it."
             )
-        self.accelerator.load_state(str(path))
+        if self.sharded:
+            self.load_sharded_training_state(path)
+            if state.get("grad_scaler") and self.accelerator.scaler is not None:
+                self.accelerator.scaler.load_state_dict(state["grad_scaler"])
+        else:
+            self.accelerator.load_state(str(path))
         self.load_snapshots(path)
         # accelerate's own RNG file is a pickle it reads with weights_only=True, and it skips that file
         # silently when it cannot read it; this one is safetensors and restores the sampling streams exactly

@@ -15,8 +15,11 @@ ever gathered for them. What changes under sharding, and why:
   (a module that stayed gathered, ``reshard_after_forward=false``, would not see the copy);
 - LoRA is not merged into the (sharded) base weights for sampling: generation runs through the adapters;
 - every forward pass is a collective, so the sampler decodes until the rows of *all* ranks have ended;
-- snapshots are checkpointed per rank (``<name>.rank<r>.safetensors``), model and optimiser by
-  accelerate's FSDP checkpointing (full state dicts only: the sharded format reads a pickle); the final model is gathered once (``accelerator.get_state_dict``).
+- checkpoints are per rank and safetensors only: the rank's shards of the trainable parameters and their
+  AdamW state (``training_state.rank<r>.safetensors``; the frozen base is not saved) and of every snapshot
+  (``<name>.rank<r>.safetensors``); accelerate's FSDP checkpointing is not used (it gathers the whole model
+  on rank 0, or writes torch.distributed.checkpoint metadata, a pickle). The final model is gathered once
+  (``accelerator.get_state_dict``).
 
 FSDP1 (``fsdp_version: 1``) and DeepSpeed are refused (see :func:`check_parameter_sharding`).
 """
@@ -42,25 +45,17 @@ if TYPE_CHECKING:
 __all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"]
 
 
-def check_parameter_sharding(
-    distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2, state_dict_type: Any = None
-) -> None:
+def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
     """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
-    the model's parameters), FSDP checkpoints in torch.distributed.checkpoint's sharded format (its metadata
-    file is read with ``pickle``, so resuming a crafted checkpoint could run code) and DeepSpeed (any ZeRO
-    stage: the engine owns the optimiser step). DDP, FSDP2 with full state dicts and a single process pass."""
+    the model's parameters) and DeepSpeed (any ZeRO stage: the engine owns the optimiser step). DDP, FSDP2
+    and a single process pass (under FSDP2 the trainer writes its own per-rank checkpoints, so accelerate's
+    ``fsdp_state_dict_type`` is not used)."""
     from accelerate.utils import DistributedType
 
     if distributed_type == DistributedType.FSDP and fsdp_version != 2:
         raise InvalidParameterError(
             f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
             "(configs/accelerate/fsdp.yaml)."
-        )
-    kind = getattr(state_dict_type, "name", state_dict_type)
-    if distributed_type == DistributedType.FSDP and kind not in (None, "FULL_STATE_DICT"):
-        raise InvalidParameterError(
-            f"fsdp_state_dict_type {kind} is not supported: its checkpoints are read back with pickle (unsafe "
-            "for a checkpoint from elsewhere); set fsdp_state_dict_type: FULL_STATE_DICT (configs/accelerate/fsdp.yaml)."
         )
     if distributed_type == DistributedType.DEEPSPEED:
         # under every ZeRO stage the engine steps on every backward (so accumulation and clipping would be
@@ -288,6 +283,67 @@ class PolicyWeights:
             with torch.no_grad():
                 for i, t in enumerate(values):
                     local(t).copy_(data[str(i)])
+
+    def save_sharded_training_state(self, folder: Path) -> None:
+        """Under FSDP2, instead of accelerate's FSDP checkpoint (which gathers the whole model, frozen base
+        included, on rank 0, or writes torch.distributed.checkpoint files whose metadata is a pickle): each
+        rank writes its shards of the trainable parameters and of their AdamW state to
+        ``training_state.rank<r>.safetensors``, and the optimiser's hyper-parameters to JSON."""
+        import json
+
+        from safetensors.torch import save_file
+
+        optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
+        tensors: dict[str, Tensor] = {}
+        for i, p in enumerate(self.params):
+            tensors[f"param.{i}"] = local(p).detach().contiguous()
+            for key, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, Tensor):
+                    tensors[f"optim.{i}.{key}"] = local(value).detach().contiguous()
+        rank = self.accelerator.process_index
+        save_file(tensors, str(folder / f"training_state.rank{rank}.safetensors"))
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        (folder / f"optimizer_groups.rank{rank}.json").write_text(json.dumps(groups))
+
+    def load_sharded_training_state(self, folder: Path) -> None:
+        """Read back :meth:`save_sharded_training_state` into this rank's shards (same process count and
+        placement: checked at resume)."""
+        import json
+
+        from safetensors.torch import load_file
+        from torch.distributed.tensor import DTensor
+
+        rank = self.accelerator.process_index
+        path = folder / f"training_state.rank{rank}.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"{folder} has no {path.name}: it was not written by an FSDP2 run of this size.")
+        data = load_file(str(path))
+        optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
+        with torch.no_grad():
+            for i, p in enumerate(self.params):
+                saved = data.get(f"param.{i}")
+                if saved is None or tuple(saved.shape) != tuple(local(p).shape):
+                    raise CheckpointError(f"{path} does not hold this model's trainable parameter {i}.")
+                local(p).copy_(saved)
+                state: dict[str, Any] = {}
+                for key in [k for k in data if k.startswith(f"optim.{i}.")]:
+                    name, value = key.split(".", 2)[2], data[key]
+                    if value.dim() == 0:  # AdamW's step counter stays a CPU scalar, as torch keeps it
+                        state[name] = value
+                    elif isinstance(p, DTensor):
+                        state[name] = DTensor.from_local(
+                            value.to(local(p).device), p.device_mesh, p.placements, shape=p.shape, stride=p.stride()
+                        )
+                    else:
+                        state[name] = value.to(p.device)
+                if state:
+                    optimizer.state[p] = state
+        groups = json.loads((folder / f"optimizer_groups.rank{rank}.json").read_text())
+        if len(groups) != len(optimizer.param_groups):
+            raise CheckpointError(f"{folder}: {len(groups)} optimiser parameter groups saved, this run has "
+                                  f"{len(optimizer.param_groups)}.")  # fmt: skip
+        for group, saved_group in zip(optimizer.param_groups, groups, strict=True):
+            group.update(saved_group)
 
     def model_state_for_saving(self) -> dict[str, Tensor] | None:
         """The full model state to save (gathered once under sharding: a collective on every rank), else None
