@@ -263,3 +263,12 @@ def test_a_checkpoint_with_the_old_metric_names_resumes_into_the_new_columns(tmp
     resumed.learn(out_dir=tmp_path, **({} if algo == "mdpo" else {"log_every": 50}))
     header, rows = _rows(tmp_path / "metrics.csv")
     assert header == list(module.METRICS) and all(r["losses/approx_kl"] for r in rows[-2:])
+
+
+def test_off_policy_kl_is_logged_at_the_end_of_each_refresh_period() -> None:
+    """With rows at the refresh cadence, the step after a refresh is centred at the new π_old (KL exactly 0):
+    the row carries the last KL before the refresh instead, which is positive once the actor trains."""
+    cfg = MDPOOffConfig(**{**TINY_OFF, "total_steps": 240, "learning_starts": 40, "old_refresh": 40})
+    rows = MDPOOff(cfg).learn(log_every=40)
+    kls = [row["losses/approx_kl"] for row in rows if row["global_step"] > 80]
+    assert kls and all(k > 0 for k in kls), kls

@@ -63,7 +63,8 @@ METRICS: dict[str, str] = {
     "losses/qf_loss": "mean of the two critics' squared Bellman errors, halved (CleanRL's qf_loss / 2 convention)",
     "losses/qf1_values": "mean Q1(s, a) over the batch",
     "losses/qf2_values": "mean Q2(s, a) over the batch",
-    "losses/approx_kl": "KL(π_θ‖π_old) estimated at the actor step's reparameterised samples",
+    "losses/approx_kl": "KL(π_θ‖π_old) estimated at the actor step's reparameterised samples; at a step that "
+    "refreshes π_old, the last value before the refresh (how far the period moved the actor)",
     "losses/entropy": "−mean log π_θ(ã|s) at those samples (squashed-Gaussian entropy estimate)",
     "losses/grad_norm": "the actor's gradient norm (no clipping in off-policy MDPO)",
     "train/log_std": "mean pre-squash log σ(s) of the actor over the batch",
@@ -379,10 +380,16 @@ class MDPOOff:
                 step = self.progress.global_step
                 evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0
                 row_now = step % log_every == 0 or evaluate
+                period_kl = None
                 if step % cfg.old_refresh == 0:
+                    # the last step's KL to π_old is how far this period moved the actor; the step right after
+                    # the refresh is centred at the new π_old and would log 0 (every row, at the default cadence)
+                    period_kl = stats.get("losses/approx_kl")
                     self.old.load_state_dict(self.actor.state_dict())
                 if step > cfg.learning_starts and self.size >= self.min_fill:
                     stats = self.update(diagnostics=row_now)
+                    if period_kl is not None:
+                        stats["losses/approx_kl"] = period_kl
                 if row_now:
                     row = {"global_step": step, **episode_charts(self.returns, self.lengths),
                            "charts/learning_rate": float(self.actor_opt.param_groups[0]["lr"]),
