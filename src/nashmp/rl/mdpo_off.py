@@ -363,7 +363,8 @@ class MDPOOff:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.total_steps, initial=self.progress.global_step, unit="step", disable=None)
-        start, last_row, steps_now, stats = time.perf_counter(), self.progress.global_step, 0, {}
+        start, last_row, steps_now = time.perf_counter(), self.progress.global_step, 0
+        stats: dict[str, float] = {}
         try:
             while self.progress.global_step < cfg.total_steps and (stop_after is None or steps_now < stop_after):
                 a = self._action(self.obs)
