@@ -61,6 +61,15 @@ class ModelView:
             return self.module(**kwargs)
 
 
+def is_sharded(params: Sequence[Tensor]) -> bool:
+    """Whether ``params`` are DTensors (FSDP2): each rank then holds one shard of each."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed: nothing can be sharded
+        return False
+    return any(isinstance(p, DTensor) for p in params)
+
+
 @contextlib.contextmanager
 def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Iterator[None]:
     """Temporarily give ``params`` the tensors ``values``, then restore them.
@@ -71,12 +80,7 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
     shard by shard, and copied back: FSDP2 all-gathers from the storage it registered, which a ``.data``
     swap would bypass (and DTensor has no sharding rule for ``_foreach_copy_``).
     """
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # a torch build without distributed: nothing can be sharded
-        DTensor = ()  # type: ignore[assignment,misc]  # noqa: N806
-
-    if any(isinstance(p, DTensor) for p in params):
+    if is_sharded(params):
         with torch.no_grad():
             saved = [p.detach().clone() for p in params]
             for p, v in zip(params, values, strict=True):

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, InvalidParameterError
-from .sampling import ModelView, swap_parameters
+from .sampling import ModelView, is_sharded, swap_parameters
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -66,13 +66,6 @@ def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = Non
             "steps its own optimiser; launch with FSDP2 (ZeRO-3-like: configs/accelerate/fsdp.yaml; ZeRO-2-like: "
             "fsdp_no_reshard.yaml) or DDP (ddp.yaml)."
         )
-
-
-def is_sharded(params: Sequence[Tensor]) -> bool:
-    """Whether ``params`` are DTensors (FSDP2): each rank then holds one shard of each."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in params)
 
 
 def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
