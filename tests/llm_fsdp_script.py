@@ -44,6 +44,31 @@ def emulate_fsdp_selection() -> None:
     Accelerator.__init__ = init  # type: ignore[method-assign]
 
 
+def emulate_deepspeed_selection() -> None:
+    """As :func:`emulate_fsdp_selection`, for DeepSpeed: the plugin from the launcher's ACCELERATE_DEEPSPEED_*
+    environment (the shipped zero2.yaml), the state's distributed type, and the two Accelerator attributes that
+    accelerate sets differently under DeepSpeed (no native autocast: DeepSpeed casts the model itself)."""
+    from accelerate import Accelerator, DeepSpeedPlugin
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    original = Accelerator.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        if self.state.distributed_type != DistributedType.DEEPSPEED:
+            plugin = DeepSpeedPlugin()
+            plugin.set_mixed_precision(self.state.mixed_precision)  # as AcceleratorState does
+            plugin.select(_from_accelerator_state=True)
+            self.state.deepspeed_plugins = {"default": plugin}
+            self.state.distributed_type = DistributedType.DEEPSPEED
+            PartialState._shared_state["distributed_type"] = DistributedType.DEEPSPEED
+            self.deepspeed_engine_wrapped = None
+            self.native_amp = False
+
+    Accelerator.__init__ = init  # type: ignore[method-assign]
+
+
 def full(t):  # type: ignore[no-untyped-def]
     f = getattr(t, "full_tensor", None)
     return (f() if f is not None else t).detach().clone().contiguous()
@@ -56,9 +81,12 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
 
     if mode == "fsdp":
         emulate_fsdp_selection()
+    elif mode == "zero2":
+        emulate_deepspeed_selection()
     from nashmp.llm.config import NashMPConfig
     from nashmp.llm.models import tiny_model_and_tokenizer
     from nashmp.llm.trainer import NashMPTrainer
+    from nashmp.llm.trainer_deepspeed import master_parameters
     from nashmp.oracles import CallableOracle
 
     torch.set_num_threads(1)
@@ -137,6 +165,10 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
                 "queries": trainer.queries,
                 "processes": trainer.accelerator.num_processes,
                 "sharded": trainer.sharded,
+                "deepspeed": trainer.deepspeed,
+                "param_dtypes": sorted({str(p.dtype) for p in trainer.params}),
+                "anchor_dtypes": sorted({str(a.dtype) for a in trainer.anchor}),
+                "master_dtypes": sorted({str(m.dtype) for m in master_parameters(trainer.optimizer_impl)}),
                 "lora_merged_for_sampling": bool(trainer._base_weights),
                 "stop_when_one_rank_done": split,
                 "stop_when_all_done": both,

@@ -285,7 +285,8 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
         ("FSDP", None, 1, True),
         ("FSDP", None, 2, False),
         ("DEEPSPEED", 3, 2, True),
-        ("DEEPSPEED", 2, 2, True),
+        ("DEEPSPEED", 2, 2, False),  # ZeRO-2: configured by trainer_deepspeed
+        ("DEEPSPEED", None, 2, True),
         ("MULTI_GPU", None, 2, False),
         ("NO", None, 2, False),
     ],
@@ -293,8 +294,8 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
 def test_launchers_the_trainer_cannot_drive_are_refused(
     kind: str, stage: int | None, fsdp_version: int, refused: bool
 ) -> None:
-    """FSDP1 (flat parameters) and DeepSpeed (its engine owns the optimiser step) are refused with one clear
-    line that names the supported configuration; FSDP2, DDP and a single process pass."""
+    """FSDP1 (flat parameters) and DeepSpeed ZeRO-3 (partitioned parameters) are refused with one clear line
+    that names the supported configuration; FSDP2, ZeRO-2, DDP and a single process pass."""
     from accelerate.utils import DistributedType
 
     from nashmp.llm.trainer import check_parameter_sharding
@@ -304,6 +305,31 @@ def test_launchers_the_trainer_cannot_drive_are_refused(
             check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
     else:
         check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
+
+
+def test_deepspeed_configs_are_filled_from_the_trainer_or_refused_in_one_line() -> None:
+    from nashmp.llm.trainer_deepspeed import configure_deepspeed
+
+    cfg = NashMPConfig(per_device_train_batch_size=2, num_generations=4, gradient_accumulation_steps=3,
+                       max_grad_norm=0.5)  # fmt: skip
+    ds = {"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
+          "train_micro_batch_size_per_gpu": "auto"}  # fmt: skip
+    assert configure_deepspeed(ds, cfg, num_processes=2) == 2
+    assert ds["gradient_accumulation_steps"] == 3 and ds["gradient_clipping"] == 0.5
+    assert ds["train_micro_batch_size_per_gpu"] == 8 and ds["train_batch_size"] == 8 * 3 * 2
+    assert ds["managed_gradient_accumulation"] is False  # engine.step() once per optimiser step
+    configure_deepspeed(dict(ds), cfg, num_processes=2)  # the values it filled in agree with themselves
+    refused = {
+        "'optimizer' section": {"optimizer": {"type": "AdamW"}},
+        "'scheduler' section": {"scheduler": {"type": "WarmupLR"}},
+        "fp16 is not supported": {"fp16": {"enabled": True}},
+        "offload_optimizer.*not supported": {"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}},
+        "gradient_accumulation_steps=2 but": {"gradient_accumulation_steps": 2},
+        "gradient_clipping=1.0 but.*max_grad_norm": {"gradient_clipping": 1.0},
+    }
+    for message, extra in refused.items():
+        with pytest.raises(InvalidParameterError, match=message):
+            configure_deepspeed({"zero_optimization": {"stage": 2}, **extra}, cfg, num_processes=2)
 
 
 def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:

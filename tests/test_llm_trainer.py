@@ -400,10 +400,12 @@ def test_resume_refuses_snapshots_or_launches_that_do_not_match(tmp_path: Path) 
     make_trainer(tmp_path, **common).train()
     ckpt = tmp_path / "run" / "checkpoint-2"
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state["sharded"] is False
-    (ckpt / "trainer_state.json").write_text(json.dumps({**state, "sharded": True}))
-    with pytest.raises(CheckpointError, match="with sharded parameters"):
-        make_trainer(tmp_path, **common, resume_from_checkpoint=str(ckpt))
+    assert state["sharded"] is False and state["launch"] == "replicated"
+    older = {k: v for k, v in state.items() if k != "launch"}  # an FSDP2 checkpoint from before "launch" was kept
+    for written, other in (("deepspeed", {**state, "launch": "deepspeed"}), ("fsdp2", {**older, "sharded": True})):
+        (ckpt / "trainer_state.json").write_text(json.dumps(other))
+        with pytest.raises(CheckpointError, match=rf"another launch \({written}; this run: replicated\)"):
+            make_trainer(tmp_path, **common, resume_from_checkpoint=str(ckpt))
     (ckpt / "trainer_state.json").write_text(json.dumps(state))
     anchor = load_file(str(ckpt / "anchor.safetensors"))
     save_file({**anchor, "0": anchor["0"][:1].contiguous()}, str(ckpt / "anchor.safetensors"))

@@ -78,7 +78,10 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
     Only valid without autograd through the swapped parameters (the callers run under ``no_grad``).
     Plain tensors swap storage (O(1), no copy). Sharded parameters (FSDP2 DTensors) are copied in place,
     shard by shard, and copied back: FSDP2 all-gathers from the storage it registered, which a ``.data``
-    swap would bypass (and DTensor has no sharding rule for ``_foreach_copy_``).
+    swap would bypass (and DTensor has no sharding rule for ``_foreach_copy_``). Values of another dtype
+    (fp32 snapshots of bf16 weights under DeepSpeed) are swapped in as cast copies. An in-place copy into
+    unsharded parameters would bump their version counters, which autograd checks for a graph that saved
+    them (the policy's scoring pass runs before the anchor's).
     """
     if is_sharded(params):
         with torch.no_grad():
@@ -91,13 +94,14 @@ def swap_parameters(params: Sequence[Tensor], values: Sequence[Tensor]) -> Itera
                 for p, v in zip(params, saved, strict=True):
                     p.copy_(v)
         return
+    original = [p.data for p in params]
     for p, v in zip(params, values, strict=True):
-        p.data, v.data = v.data, p.data
+        p.data = v.data if v.dtype == p.dtype else v.detach().to(p.dtype)
     try:
         yield
     finally:
-        for p, v in zip(params, values, strict=True):
-            p.data, v.data = v.data, p.data
+        for p, data in zip(params, original, strict=True):
+            p.data = data
 
 
 def encode_prompts(

@@ -49,6 +49,7 @@ from ..online.estimators import (
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
 from .prompts import Prompt, prompt_text
+from .trainer_deepspeed import master_parameters
 from .trainer_io import METRICS, RunFolder, latest_checkpoint, resolve_resume
 from .trainer_sampling import SamplingAndScoring
 from .trainer_weights import check_parameter_sharding, is_sharded, snapshot
@@ -177,6 +178,13 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None),
             getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2),
         )  # fmt: skip
+        from accelerate.utils import DistributedType
+
+        self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self.deepspeed:  # ZeRO-1/2, driven as the trainer's own loop (see trainer_deepspeed)
+            from .trainer_deepspeed import configure_deepspeed
+
+            configure_deepspeed(state.deepspeed_plugin.deepspeed_config, cfg, self.accelerator.num_processes)
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
@@ -214,10 +222,14 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         # FSDP2 replaces the parameters by DTensors (and the optimiser's references with them)
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
         self.sharded = is_sharded(self.params)
+        # under DeepSpeed the weights may be bf16 while its masters are fp32: the snapshots stay fp32
+        self.snapshot_dtype = torch.float32 if self.deepspeed else None
         device = self.accelerator.device
         # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none); taken after
         # prepare moved (or sharded) the parameters, so they live on the same device, in the same placement
-        self.snapshots: dict[str, list[Tensor]] = {name: snapshot(self.params) for name in self.recipe.snapshots(cfg)}
+        self.snapshots: dict[str, list[Tensor]] = {
+            name: snapshot(self.params, self.snapshot_dtype) for name in self.recipe.snapshots(cfg)
+        }
         for frozen in (self._ref_model, judge_model):
             if frozen is not None:
                 frozen.to(device)
@@ -233,8 +245,8 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             num_training_steps=cfg.max_steps,
         )  # fmt: skip
         self._base_weights = self._lora_base_weights()
-        if self._peft and not self.sharded:  # checkpoints hold the adapters only, not the frozen base model
-            # (under FSDP2 the trainer writes its own per-rank shards instead of accelerate's save_state)
+        if self._peft and not self.own_training_state:  # checkpoints hold the adapters only, not the frozen base
+            # (under FSDP2 and DeepSpeed the trainer writes its own per-rank files instead of accelerate's save_state)
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device
@@ -330,10 +342,14 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         rows = []
         for n, prompts in enumerate(batches):
             last = n == len(batches) - 1
-            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+            # (DeepSpeed accumulates locally until engine.step(): it has no no_sync under ZeRO-2)
+            with contextlib.nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
                 loss, stats = self._loss(prompts)
                 with self._scoring_mode():  # a checkpointed layer's recompute must see the same (dropout-free) mode
-                    self.accelerator.backward(loss / len(batches))
+                    if self.deepspeed:  # accelerate's backward would step the engine here
+                        self.model.backward(loss / len(batches), scale_wrt_gas=False)
+                    else:
+                        self.accelerator.backward(loss / len(batches))
             rows.append(stats)
         out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
         out["charts/sample_seconds"] = float(sum(r["charts/sample_seconds"] for r in rows))  # a sum, not a mean
@@ -343,13 +359,15 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
         # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
         start = snapshot(self.params)
+        masters = master_parameters(self.optimizer_impl) if self.deepspeed else []  # DeepSpeed's fp32 partitions
+        master_start = snapshot(masters)
         opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
         first = self._accumulate(batches)
         self._apply_gradients()
         self._samples = []  # the sample log shows the update's own completions, not the look-ahead's
         stats = self._accumulate(batches)
         with torch.no_grad():
-            for p, v in zip(self.params, start, strict=True):
+            for p, v in zip(self.params + masters, start + master_start, strict=True):
                 p.copy_(v)
         self.optimizer_impl.load_state_dict(opt_state)
         stats["losses/grad_norm"] = self._apply_gradients()
@@ -357,6 +375,9 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         return stats
 
     def _apply_gradients(self) -> float:
+        if self.deepspeed:  # reduce the accumulated gradients, clip at max_grad_norm, step, zero
+            self.model.step()
+            return float(self.model.get_global_grad_norm() or 0.0)
         norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -251,6 +251,14 @@ class RunFolder:
             for _ in range(self.step):
                 self.lr_scheduler.step()
 
+    @property
+    def own_training_state(self) -> bool:  # provided by the trainer (trainer_weights): FSDP2 or DeepSpeed
+        raise NotImplementedError
+
+    @property
+    def launch(self) -> str:
+        raise NotImplementedError
+
     def save_snapshots(self, folder: Path) -> None:  # provided by the trainer (trainer_weights)
         raise NotImplementedError
 
@@ -314,7 +322,8 @@ class RunFolder:
 
             shutil.rmtree(tmp)
         acc.wait_for_everyone()
-        if self.sharded:  # each rank its shards, safetensors (accelerate's FSDP path would gather or pickle)
+        if self.own_training_state:  # each rank its state, safetensors (accelerate's FSDP or DeepSpeed path
+            # would gather the model or write pickles)
             if acc.is_main_process:
                 tmp.mkdir(parents=True)
             acc.wait_for_everyone()
@@ -331,6 +340,7 @@ class RunFolder:
                 "completions": self.completions,
                 "num_processes": acc.num_processes,
                 "sharded": self.sharded,
+                "launch": self.launch,
                 # fp16's loss scale (accelerate saves it only in its own checkpoint, skipped under FSDP2)
                 "grad_scaler": acc.scaler.state_dict() if self.sharded and acc.scaler is not None else None,
                 "lr_scheduler": self.lr_scheduler.state_dict(),  # floats and ints (LambdaLR): JSON, never pickle
@@ -350,12 +360,14 @@ class RunFolder:
         """Restore a :meth:`save_checkpoint` folder; training then continues exactly where it stopped."""
         path = Path(path)
         state = json.loads((path / "trainer_state.json").read_text())
-        if bool(state.get("sharded", False)) != self.sharded:  # other files (and, under FSDP2, a broadcast)
+        # other files (and, under FSDP2, a broadcast); checkpoints from before "launch" was saved: DDP or FSDP2
+        written = state.get("launch", "fsdp2" if state.get("sharded") else "replicated")
+        if written != self.launch:
             raise CheckpointError(
-                f"{path} was written {'with' if state.get('sharded') else 'without'} sharded parameters (FSDP2); "
-                "resume it with the launch configuration that wrote it."
+                f"{path} was written under another launch ({written}; this run: {self.launch}); resume it with "
+                "the launch configuration that wrote it."
             )
-        if self.sharded:
+        if self.own_training_state:
             self.load_sharded_training_state(path)
             if state.get("grad_scaler") and self.accelerator.scaler is not None:
                 self.accelerator.scaler.load_state_dict(state["grad_scaler"])

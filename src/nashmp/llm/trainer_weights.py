@@ -21,7 +21,9 @@ ever gathered for them. What changes under sharding, and why:
   on rank 0, or writes torch.distributed.checkpoint metadata, a pickle). The final model is gathered once
   (``accelerator.get_state_dict``).
 
-FSDP1 (``fsdp_version: 1``) and DeepSpeed are refused (see :func:`check_parameter_sharding`).
+**DeepSpeed ZeRO-1/2** keep whole parameters on every rank: snapshots are as under DDP; the engine, the
+fp32 master partitions and the checkpoints are described in :mod:`.trainer_deepspeed`. FSDP1
+(``fsdp_version: 1``) and ZeRO-3 are refused (see :func:`check_parameter_sharding`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, InvalidParameterError
 from .sampling import ModelView, is_sharded, swap_parameters
+from .trainer_deepspeed import master_parameters
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -47,9 +50,10 @@ __all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"
 
 def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
     """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
-    the model's parameters) and DeepSpeed (any ZeRO stage: the engine owns the optimiser step). DDP, FSDP2
-    and a single process pass (under FSDP2 the trainer writes its own per-rank checkpoints, so accelerate's
-    ``fsdp_state_dict_type`` is not used)."""
+    the model's parameters) and DeepSpeed ZeRO-3 (partitioned parameters; FSDP2 is its equivalent). DDP,
+    FSDP2, DeepSpeed ZeRO-0/1/2 (configured by :func:`~nashmp.llm.trainer_deepspeed.configure_deepspeed`) and
+    a single process pass (under FSDP2 and DeepSpeed the trainer writes its own per-rank checkpoints, so
+    accelerate's ``fsdp_state_dict_type`` and DeepSpeed's checkpointing are not used)."""
     from accelerate.utils import DistributedType
 
     if distributed_type == DistributedType.FSDP and fsdp_version != 2:
@@ -57,20 +61,21 @@ def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = Non
             f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
             "(configs/accelerate/fsdp.yaml)."
         )
-    if distributed_type == DistributedType.DEEPSPEED:
-        # under every ZeRO stage the engine steps on every backward (so accumulation and clipping would be
-        # DeepSpeed's), keeps its own fp32 master copy (EGPO's restore would miss it) and needs a dataloader to
-        # size its batch: not supported in this release; FSDP2 is the sharded configuration.
+    if distributed_type == DistributedType.DEEPSPEED and (zero_stage is None or zero_stage >= 3):
         raise InvalidParameterError(
-            f"DeepSpeed (ZeRO-{zero_stage if zero_stage is not None else '?'}) is not supported: the trainer "
-            "steps its own optimiser; launch with FSDP2 (ZeRO-3-like: configs/accelerate/fsdp.yaml; ZeRO-2-like: "
-            "fsdp_no_reshard.yaml) or DDP (ddp.yaml)."
+            f"DeepSpeed ZeRO-{zero_stage if zero_stage is not None else '?'} is not supported: its partitioned "
+            "parameters are not elementwise views the snapshots can follow; launch with FSDP2, its ZeRO-3 "
+            "equivalent (configs/accelerate/fsdp.yaml), or ZeRO-2 (configs/accelerate/zero2.yaml)."
         )
 
 
-def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
-    """A detached copy of ``params`` (of this rank's shards, when sharded)."""
-    return [p.detach().clone() for p in params]
+def snapshot(params: Sequence[Tensor], dtype: torch.dtype | None = None) -> list[Tensor]:
+    """A detached copy of ``params`` (of this rank's shards, when sharded), in ``dtype`` if given."""
+    return [p.detach().to(dtype or p.dtype, copy=True) for p in params]
+
+
+def _same_tensors(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def local(t: Tensor) -> Tensor:
@@ -91,6 +96,19 @@ class PolicyWeights:
     _ref_model: Any
     _base_weights: list[tuple[Tensor, Tensor]]
     sharded: bool = False
+    deepspeed: bool = False
+    snapshot_dtype: torch.dtype | None = None
+
+    @property
+    def own_training_state(self) -> bool:
+        """Whether checkpoints hold the trainer's own per-rank training state (FSDP2, DeepSpeed) rather than
+        accelerate's ``save_state`` (which would gather the model, or write pickles)."""
+        return self.sharded or self.deepspeed
+
+    @property
+    def launch(self) -> str:
+        """The launch mode a checkpoint was written under (resume needs the same one)."""
+        return "fsdp2" if self.sharded else "deepspeed" if self.deepspeed else "replicated"
 
     @property
     def raw_model(self) -> Any:
@@ -236,10 +254,12 @@ class PolicyWeights:
     def _run_events(self, events: Sequence[str]) -> None:
         """Execute a recipe's events (see :class:`~nashmp.online.Recipe`); shard by shard under FSDP2."""
         for event in events:
-            if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ
-                torch._foreach_lerp_(self.snapshots["anchor"], [p.detach() for p in self.params], self.config.ema)
+            if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ (in the anchor's dtype: fp32 under DeepSpeed bf16)
+                anchor = self.snapshots["anchor"]
+                theta = [p.detach().to(a.dtype) for p, a in zip(self.params, anchor, strict=True)]
+                torch._foreach_lerp_(anchor, theta, self.config.ema)
             elif event.endswith("<-theta"):
-                self.snapshots[event.split("<-")[0]] = snapshot(self.params)
+                self.snapshots[event.split("<-")[0]] = snapshot(self.params, self.snapshot_dtype)
             elif event == "reset-optimizer":
                 self.optimizer_impl.state.clear()  # type: ignore[attr-defined]
             else:  # pragma: no cover - a recipe names an event this trainer does not know
@@ -278,21 +298,25 @@ class PolicyWeights:
                     local(t).copy_(data[str(i)])
 
     def save_sharded_training_state(self, folder: Path) -> None:
-        """Under FSDP2, instead of accelerate's FSDP checkpoint (which gathers the whole model, frozen base
-        included, on rank 0, or writes torch.distributed.checkpoint files whose metadata is a pickle): each
-        rank writes its shards of the trainable parameters and of their AdamW state to
+        """Under FSDP2 and DeepSpeed, instead of accelerate's checkpoint (which gathers the whole model, frozen
+        base included, on rank 0, or writes torch.distributed.checkpoint or DeepSpeed files holding pickles):
+        each rank writes its shards of the trainable parameters, of the optimiser's own parameters when
+        they are other tensors (DeepSpeed's fp32 master partitions) and of their AdamW state to
         ``training_state.rank<r>.safetensors``, and the optimiser's hyper-parameters to JSON."""
         import json
 
         from safetensors.torch import save_file
 
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
-        tensors: dict[str, Tensor] = {}
-        for i, p in enumerate(self.params):
-            tensors[f"param.{i}"] = local(p).detach().contiguous()
-            for key, value in optimizer.state.get(p, {}).items():
+        masters = master_parameters(optimizer)
+        tensors: dict[str, Tensor] = {f"param.{i}": local(p).detach().contiguous() for i, p in enumerate(self.params)}
+        separate = not _same_tensors(masters, self.params)
+        for j, m in enumerate(masters):
+            if separate:
+                tensors[f"master.{j}"] = m.detach().contiguous()
+            for key, value in optimizer.state.get(m, {}).items():
                 if isinstance(value, Tensor):
-                    tensors[f"optim.{i}.{key}"] = local(value).detach().contiguous()
+                    tensors[f"optim.{j}.{key}"] = local(value).detach().contiguous()
         rank = self.accelerator.process_index
         save_file(tensors, str(folder / f"training_state.rank{rank}.safetensors"))
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
@@ -309,28 +333,37 @@ class PolicyWeights:
         rank = self.accelerator.process_index
         path = folder / f"training_state.rank{rank}.safetensors"
         if not path.is_file():
-            raise CheckpointError(f"{folder} has no {path.name}: it was not written by an FSDP2 run of this size.")
+            raise CheckpointError(f"{folder} has no {path.name}: it was not written by a run of this launch and size.")
         data = load_file(str(path))
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
+        masters = master_parameters(optimizer)
+        separate = not _same_tensors(masters, self.params)
+
+        def restore(target: Tensor, key: str) -> None:
+            saved = data.get(key)
+            if saved is None or tuple(saved.shape) != tuple(local(target).shape):
+                raise CheckpointError(f"{path} does not hold this run's {key} (other model, launch or size).")
+            local(target).copy_(saved)
+
         with torch.no_grad():
             for i, p in enumerate(self.params):
-                saved = data.get(f"param.{i}")
-                if saved is None or tuple(saved.shape) != tuple(local(p).shape):
-                    raise CheckpointError(f"{path} does not hold this model's trainable parameter {i}.")
-                local(p).copy_(saved)
+                restore(p, f"param.{i}")
+            for j, m in enumerate(masters):
+                if separate:
+                    restore(m, f"master.{j}")
                 state: dict[str, Any] = {}
-                for key in [k for k in data if k.startswith(f"optim.{i}.")]:
+                for key in [k for k in data if k.startswith(f"optim.{j}.")]:
                     name, value = key.split(".", 2)[2], data[key]
                     if value.dim() == 0:  # AdamW's step counter stays a CPU scalar, as torch keeps it
                         state[name] = value
-                    elif isinstance(p, DTensor):
+                    elif isinstance(m, DTensor):
                         state[name] = DTensor.from_local(
-                            value.to(local(p).device), p.device_mesh, p.placements, shape=p.shape, stride=p.stride()
+                            value.to(local(m).device), m.device_mesh, m.placements, shape=m.shape, stride=m.stride()
                         )
                     else:
-                        state[name] = value.to(p.device)
+                        state[name] = value.to(m.device)
                 if state:
-                    optimizer.state[p] = state
+                    optimizer.state[m] = state
         groups = json.loads((folder / f"optimizer_groups.rank{rank}.json").read_text())
         if len(groups) != len(optimizer.param_groups):
             raise CheckpointError(f"{folder}: {len(groups)} optimiser parameter groups saved, this run has "
@@ -339,8 +372,17 @@ class PolicyWeights:
             group.update(saved_group)
 
     def model_state_for_saving(self) -> dict[str, Tensor] | None:
-        """The full model state to save (gathered once under sharding: a collective on every rank), else None
+        """The full model state to save (gathered once under sharding: a collective on every rank; under
+        DeepSpeed with bf16 weights, the trainable ones from its fp32 masters, also a collective), else None
         (``save_pretrained`` reads the model itself)."""
-        if not self.sharded:
-            return None
-        return self.accelerator.get_state_dict(self.model)
+        if self.sharded:
+            return self.accelerator.get_state_dict(self.model)
+        if self.deepspeed and any(p.dtype != torch.float32 for p in self.params):
+            from deepspeed.utils import safe_get_full_fp32_param
+
+            state = dict(self.raw_model.state_dict())
+            for name, p in self.raw_model.named_parameters():
+                if p.requires_grad:
+                    state[name] = safe_get_full_fp32_param(p)
+            return state
+        return None

@@ -1,0 +1,97 @@
+r"""DeepSpeed ZeRO-1/2 under :class:`~nashmp.llm.NashMPTrainer`: the config the trainer fills in, and why.
+
+The trainer runs its own optimiser loop (micro-batches accumulated, clipped, one AdamW step, then the
+recipe's snapshot events), and under DeepSpeed it drives the engine the same way:
+
+- **One step per optimiser step.** ``managed_gradient_accumulation`` is turned off, so ``engine.backward``
+  only accumulates (each micro-batch's loss is already divided by their count: ``scale_wrt_gas=False``)
+  and ``engine.step()`` — called where the other launchers call ``optimizer.step()`` — reduces, clips at
+  ``max_grad_norm`` and steps. accelerate's ``backward`` is not used (it steps the engine inside every
+  synced backward, which EGPO's look-ahead could not undo).
+- **The trainer's AdamW.** DeepSpeed wraps the trainer's ``torch.optim.AdamW``; the wrapped optimiser's
+  parameters become DeepSpeed's fp32 **master partitions** (each rank its slice of the flattened
+  parameters), and the learning-rate schedule sets its ``lr`` as under DDP. A DeepSpeed ``optimizer`` or
+  ``scheduler`` section would replace both and is refused.
+- **Snapshots.** ZeRO-1/2 keep whole parameters on every rank (only gradients and optimiser state are
+  partitioned), so the EMA anchor and the half-step and centre snapshots are whole and replicated, as under
+  DDP. Under bf16 (``mixed_precision: bf16``: DeepSpeed casts the model to bf16 and keeps fp32 masters)
+  the snapshots are kept in **fp32** (an EMA with κ = 0.05 would round away in bf16) and cast into the
+  bf16 weights when swapped in.
+- **Writes to θ** (EGPO's return to θ_t) go to the weights *and* to the master partitions; otherwise the
+  next step would start from the masters' older values.
+- **Checkpoints** are the trainer's own, safetensors only: each rank writes its master partitions, their
+  AdamW state and its weights (``training_state.rank<r>.safetensors``). DeepSpeed's ``save_checkpoint``
+  is not used: it writes pickles that its loader unpickles.
+
+Refused, each with a one-line reason: ZeRO-3 (parameters partitioned: FSDP2, ``configs/accelerate/fsdp.yaml``,
+is the supported ZeRO-3 equivalent), fp16 (its loss scaler's state is not checkpointed: use bf16), CPU/NVMe
+offload (DeepSpeed's CPU Adam needs compiled ops; untested here), and ``auto`` values that contradict the
+trainer's config (``gradient_accumulation_steps``, ``gradient_clipping``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from ..errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .config import NashMPConfig
+
+__all__ = ["configure_deepspeed", "master_parameters"]
+
+
+def _matches(ds: dict[str, Any], key: str, value: float, field: str) -> None:
+    """Fill ``ds[key]`` with the trainer's ``value`` when unset or ``auto``; refuse a different number."""
+    current = ds.get(key, "auto")
+    if current in ("auto", None):
+        ds[key] = value
+    elif float(current) != float(value):
+        raise InvalidParameterError(
+            f'the DeepSpeed config sets {key}={current} but the trainer\'s {field} is {value}: set it to "auto" '
+            f"(the trainer fills it in) or to {value}."
+        )
+
+
+def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: int) -> int:
+    """Check a DeepSpeed config dict (accelerate's plugin ``deepspeed_config``) and fill in, in place, what
+    the trainer decides; returns the ZeRO stage."""
+    zero = ds.get("zero_optimization", {}) or {}
+    stage = int(zero.get("stage", 0))  # ZeRO-3 was refused by check_parameter_sharding
+    for section in ("optimizer", "scheduler"):
+        if section in ds:
+            raise InvalidParameterError(
+                f"remove the {section!r} section from the DeepSpeed config: the trainer's AdamW "
+                "(learning_rate, weight_decay) and learning-rate schedule (lr_scheduler_type) are used."
+            )
+    if (ds.get("fp16") or {}).get("enabled") in (True, "true"):
+        raise InvalidParameterError(
+            "DeepSpeed fp16 is not supported (its loss scale is not checkpointed): use mixed_precision: bf16."
+        )
+    for offload in ("offload_optimizer", "offload_param"):
+        device = (zero.get(offload) or {}).get("device", "none")
+        if device not in (None, "none"):
+            raise InvalidParameterError(
+                f"DeepSpeed {offload} (device {device}) is not supported: set it to none (its CPU Adam needs "
+                "DeepSpeed's compiled ops); for memory, use FSDP2 (configs/accelerate/fsdp.yaml)."
+            )
+    _matches(ds, "gradient_accumulation_steps", cfg.gradient_accumulation_steps, "gradient_accumulation_steps")
+    _matches(ds, "gradient_clipping", cfg.max_grad_norm, "max_grad_norm")
+    micro = cfg.per_device_train_batch_size * cfg.num_generations  # completions per micro-batch (bookkeeping)
+    _matches(ds, "train_micro_batch_size_per_gpu", micro, "per_device_train_batch_size × num_generations")
+    _matches(ds, "train_batch_size", micro * cfg.gradient_accumulation_steps * num_processes, "batch per step")
+    # the trainer calls engine.backward per micro-batch and engine.step() once per optimiser step
+    ds["managed_gradient_accumulation"] = False
+    ds["zero_force_ds_cpu_optimizer"] = False  # the trainer's torch AdamW (no offload, so no CPU Adam)
+    ds["steps_per_print"] = float("inf")
+    return stage
+
+
+def master_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    """The tensors the (inner) optimiser updates: DeepSpeed's fp32 master partitions under ZeRO, the model's
+    trainable parameters otherwise."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
