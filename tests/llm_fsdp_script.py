@@ -69,6 +69,30 @@ def emulate_deepspeed_selection() -> None:
     Accelerator.__init__ = init  # type: ignore[method-assign]
 
 
+def whole_parameters(trainer) -> list:  # type: ignore[no-untyped-def]
+    """The trainable parameters, whole (gathered under ZeRO-3: a collective on every rank)."""
+    if trainer.zero_stage != 3:
+        return [full(p) for p in trainer.params]
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(trainer.params):
+        return [p.detach().clone() for p in trainer.params]
+
+
+def whole_snapshot(trainer, values) -> list:  # type: ignore[no-untyped-def]
+    """A snapshot, whole: under ZeRO-3 each rank holds its partition of each flattened parameter (padded)."""
+    if trainer.zero_stage != 3 or not values:  # (EGPO and Nash-MD keep no anchor)
+        return [full(v) for v in values]
+    import torch
+
+    out = []
+    for p, part in zip(trainer.params, values, strict=True):
+        parts = [torch.empty_like(part) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(parts, part.contiguous())
+        out.append(torch.cat(parts)[: p.ds_numel].view(p.ds_shape).clone())
+    return out
+
+
 def full(t):  # type: ignore[no-untyped-def]
     f = getattr(t, "full_tensor", None)
     return (f() if f is not None else t).detach().clone().contiguous()
@@ -81,12 +105,11 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
 
     if mode == "fsdp":
         emulate_fsdp_selection()
-    elif mode == "zero2":
+    elif mode in ("zero2", "zero3"):
         emulate_deepspeed_selection()
     from nashmp.llm.config import NashMPConfig
     from nashmp.llm.models import tiny_model_and_tokenizer
     from nashmp.llm.trainer import NashMPTrainer
-    from nashmp.llm.trainer_deepspeed import master_parameters
     from nashmp.oracles import CallableOracle
 
     torch.set_num_threads(1)
@@ -124,7 +147,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
         return NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=CallableOracle(longer), prompts=prompts)
 
     trainer = make(3, None)
-    initial = {f"init{i}": full(p) for i, p in enumerate(trainer.params)}
+    initial = {f"init{i}": p for i, p in enumerate(whole_parameters(trainer))}
     first_grads: dict[str, torch.Tensor] = {}
     step = trainer.optimizer.step
 
@@ -156,8 +179,8 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
     else:
         trainer.train()
         history = trainer.history
-    tensors = {f"param{i}": full(p) for i, p in enumerate(trainer.params)} | initial | first_grads
-    tensors.update({f"anchor{i}": full(a) for i, a in enumerate(trainer.anchor)})
+    tensors = {f"param{i}": p for i, p in enumerate(whole_parameters(trainer))} | initial | first_grads
+    tensors.update({f"anchor{i}": a for i, a in enumerate(whole_snapshot(trainer, trainer.anchor))})
     save_file(tensors, str(out / f"{tag}-rank{rank}.safetensors"))
     (out / f"{tag}-rank{rank}.json").write_text(
         json.dumps(
@@ -168,7 +191,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
                 "deepspeed": trainer.deepspeed,
                 "param_dtypes": sorted({str(p.dtype) for p in trainer.params}),
                 "anchor_dtypes": sorted({str(a.dtype) for a in trainer.anchor}),
-                "master_dtypes": sorted({str(m.dtype) for m in master_parameters(trainer.optimizer_impl)}),
+                "master_dtypes": sorted({str(m.dtype) for m in trainer.masters()}),
                 "lora_merged_for_sampling": bool(trainer._base_weights),
                 "stop_when_one_rank_done": split,
                 "stop_when_all_done": both,

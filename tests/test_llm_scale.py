@@ -282,26 +282,26 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "stage", "fsdp_version", "refused"),
     [
-        ("FSDP", None, 1, True),
-        ("FSDP", None, 2, False),
-        ("DEEPSPEED", 3, 2, True),
-        ("DEEPSPEED", 2, 2, False),  # ZeRO-2: configured by trainer_deepspeed
-        ("DEEPSPEED", None, 2, True),
-        ("MULTI_GPU", None, 2, False),
-        ("NO", None, 2, False),
+        ("FSDP", None, 1, "FSDP version 1 is not supported.*configs/accelerate/fsdp.yaml"),
+        ("FSDP", None, 2, ""),
+        ("DEEPSPEED", 3, 2, ""),  # ZeRO-2/3: configured by trainer_deepspeed
+        ("DEEPSPEED", 2, 2, ""),
+        ("DEEPSPEED", None, 2, "without a ZeRO stage.*zero2.yaml"),
+        ("MULTI_GPU", None, 2, ""),
+        ("NO", None, 2, ""),
     ],
 )
 def test_launchers_the_trainer_cannot_drive_are_refused(
-    kind: str, stage: int | None, fsdp_version: int, refused: bool
+    kind: str, stage: int | None, fsdp_version: int, refused: str
 ) -> None:
-    """FSDP1 (flat parameters) and DeepSpeed ZeRO-3 (partitioned parameters) are refused with one clear line
-    that names the supported configuration; FSDP2, ZeRO-2, DDP and a single process pass."""
+    """FSDP1 (flat parameters) and DeepSpeed without a ZeRO stage are refused with one clear line that names
+    the supported configuration; FSDP2, ZeRO-2/3, DDP and a single process pass."""
     from accelerate.utils import DistributedType
 
     from nashmp.llm.trainer import check_parameter_sharding
 
     if refused:
-        with pytest.raises(InvalidParameterError, match="is not supported.*configs/accelerate/fsdp.yaml"):
+        with pytest.raises(InvalidParameterError, match=refused):
             check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
     else:
         check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
@@ -330,6 +330,10 @@ def test_deepspeed_configs_are_filled_from_the_trainer_or_refused_in_one_line() 
     for message, extra in refused.items():
         with pytest.raises(InvalidParameterError, match=message):
             configure_deepspeed({"zero_optimization": {"stage": 2}, **extra}, cfg, num_processes=2)
+    zero3 = {"zero_optimization": {"stage": 3}}
+    assert configure_deepspeed(dict(zero3), cfg, num_processes=2) == 3
+    with pytest.raises(InvalidParameterError, match="zero3_init_flag: false"):  # the model is loaded whole first
+        configure_deepspeed(dict(zero3), cfg, num_processes=2, zero3_init=True)
 
 
 def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:

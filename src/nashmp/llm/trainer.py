@@ -49,7 +49,6 @@ from ..online.estimators import (
 from ..oracles import PreferenceOracle
 from .config import NashMPConfig
 from .prompts import Prompt, prompt_text
-from .trainer_deepspeed import master_parameters
 from .trainer_io import METRICS, RunFolder, latest_checkpoint, resolve_resume
 from .trainer_sampling import SamplingAndScoring
 from .trainer_weights import check_parameter_sharding, is_sharded, snapshot
@@ -184,7 +183,10 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         if self.deepspeed:  # ZeRO-1/2, driven as the trainer's own loop (see trainer_deepspeed)
             from .trainer_deepspeed import configure_deepspeed
 
-            configure_deepspeed(state.deepspeed_plugin.deepspeed_config, cfg, self.accelerator.num_processes)
+            plugin = state.deepspeed_plugin
+            self.zero_stage = configure_deepspeed(
+                plugin.deepspeed_config, cfg, self.accelerator.num_processes, zero3_init=bool(plugin.zero3_init_flag)
+            )
         set_seed(cfg.seed)  # the same on every process: identical LoRA initialisation and snapshots
         if model is None:
             from .models import load_model_and_tokenizer
@@ -221,14 +223,14 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer_impl)
         # FSDP2 replaces the parameters by DTensors (and the optimiser's references with them)
         self.params = [p for p in self.raw_model.parameters() if p.requires_grad]
-        self.sharded = is_sharded(self.params)
+        self.sharded = is_sharded(self.params) or self.zero_stage == 3  # FSDP2 DTensors, ZeRO-3 partitions
         # under DeepSpeed the weights may be bf16 while its masters are fp32: the snapshots stay fp32
         self.snapshot_dtype = torch.float32 if self.deepspeed else None
         device = self.accelerator.device
         # snapshots only for the recipes that use them (Nash-MD, online IPO and EGPO keep none); taken after
         # prepare moved (or sharded) the parameters, so they live on the same device, in the same placement
         self.snapshots: dict[str, list[Tensor]] = {
-            name: snapshot(self.params, self.snapshot_dtype) for name in self.recipe.snapshots(cfg)
+            name: snapshot(self.theta, self.snapshot_dtype) for name in self.recipe.snapshots(cfg)
         }
         for frozen in (self._ref_model, judge_model):
             if frozen is not None:
@@ -358,18 +360,19 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
     def _extragradient_step(self, batches: Sequence[list[Prompt]]) -> dict[str, float]:
         # Look-ahead θ_{t+½}: the same optimiser step as the real update, from a saved state; then the
         # update from θ_t with the gradient at θ_{t+½} on fresh completions sampled from π_{θ_{t+½}}.
-        start = snapshot(self.params)
-        masters = master_parameters(self.optimizer_impl) if self.deepspeed else []  # DeepSpeed's fp32 partitions
+        start = snapshot(self.theta)
+        masters = self.masters() if self.deepspeed else []  # DeepSpeed's fp32 partitions
         master_start = snapshot(masters)
-        opt_state = copy.deepcopy(self.optimizer_impl.state_dict())
+        opt_state = self.optimizer_state_copy()
         first = self._accumulate(batches)
         self._apply_gradients()
         self._samples = []  # the sample log shows the update's own completions, not the look-ahead's
         stats = self._accumulate(batches)
         with torch.no_grad():
-            for p, v in zip(self.params + masters, start + master_start, strict=True):
+            for p, v in zip(self.theta + masters, start + master_start, strict=True):
                 p.copy_(v)
-        self.optimizer_impl.load_state_dict(opt_state)
+        self._reshard()  # no gathered copy of θ_{t+½} (ZeRO-3's persistent parameters) outlives the restore
+        self.restore_optimizer_state(opt_state)
         stats["losses/grad_norm"] = self._apply_gradients()
         stats["charts/sample_seconds"] += first["charts/sample_seconds"]
         return stats

@@ -1,4 +1,4 @@
-r"""DeepSpeed ZeRO-1/2 under :class:`~nashmp.llm.NashMPTrainer`: the config the trainer fills in, and why.
+r"""DeepSpeed ZeRO-1/2/3 under :class:`~nashmp.llm.NashMPTrainer`: the config the trainer fills in, and why.
 
 The trainer runs its own optimiser loop (micro-batches accumulated, clipped, one AdamW step, then the
 recipe's snapshot events), and under DeepSpeed it drives the engine the same way:
@@ -14,19 +14,21 @@ recipe's snapshot events), and under DeepSpeed it drives the engine the same way
   ``scheduler`` section would replace both and is refused.
 - **Snapshots.** ZeRO-1/2 keep whole parameters on every rank (only gradients and optimiser state are
   partitioned), so the EMA anchor and the half-step and centre snapshots are whole and replicated, as under
-  DDP. Under bf16 (``mixed_precision: bf16``: DeepSpeed casts the model to bf16 and keeps fp32 masters)
+  DDP. ZeRO-3 partitions the parameters too: each rank keeps its partition of every snapshot and swaps it
+  into the parameters' partitions (:mod:`.trainer_weights`). Under bf16 (``mixed_precision: bf16``: DeepSpeed casts the model to bf16 and keeps fp32 masters)
   the snapshots are kept in **fp32** (an EMA with κ = 0.05 would round away in bf16) and cast into the
   bf16 weights when swapped in.
 - **Writes to θ** (EGPO's return to θ_t) go to the weights *and* to the master partitions; otherwise the
   next step would start from the masters' older values.
 - **Checkpoints** are the trainer's own, safetensors only: each rank writes its master partitions, their
-  AdamW state and its weights (``training_state.rank<r>.safetensors``). DeepSpeed's ``save_checkpoint``
-  is not used: it writes pickles that its loader unpickles.
+  AdamW state and its weights or their partitions (``training_state.rank<r>.safetensors``). DeepSpeed's
+  ``save_checkpoint`` is not used: it writes pickles that its loader unpickles. The final model is gathered
+  from the fp32 masters (``safe_get_full_fp32_param``) under ZeRO-3 or bf16.
 
-Refused, each with a one-line reason: ZeRO-3 (parameters partitioned: FSDP2, ``configs/accelerate/fsdp.yaml``,
-is the supported ZeRO-3 equivalent), fp16 (its loss scaler's state is not checkpointed: use bf16), CPU/NVMe
-offload (DeepSpeed's CPU Adam needs compiled ops; untested here), and ``auto`` values that contradict the
-trainer's config (``gradient_accumulation_steps``, ``gradient_clipping``).
+Refused, each with a one-line reason: fp16 (its loss scaler's state is not checkpointed: use bf16), CPU/NVMe
+offload (DeepSpeed's CPU Adam needs compiled ops; untested here), ``zero3_init_flag: true`` (the trainer
+loads the model whole, takes π_ref and judge copies from it, and DeepSpeed partitions it in ``prepare``),
+and values that contradict the trainer's config (``gradient_accumulation_steps``, ``gradient_clipping``).
 """
 
 from __future__ import annotations
@@ -57,11 +59,16 @@ def _matches(ds: dict[str, Any], key: str, value: float, field: str) -> None:
         )
 
 
-def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: int) -> int:
+def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: int, zero3_init: bool = False) -> int:
     """Check a DeepSpeed config dict (accelerate's plugin ``deepspeed_config``) and fill in, in place, what
     the trainer decides; returns the ZeRO stage."""
     zero = ds.get("zero_optimization", {}) or {}
-    stage = int(zero.get("stage", 0))  # ZeRO-3 was refused by check_parameter_sharding
+    stage = int(zero.get("stage", 0))
+    if stage == 3 and zero3_init:
+        raise InvalidParameterError(
+            "set zero3_init_flag: false in the accelerate config (configs/accelerate/zero3.yaml): the trainer "
+            "loads the model whole (π_ref and judge copies are taken from it) and ZeRO-3 partitions it in prepare."
+        )
     for section in ("optimizer", "scheduler"):
         if section in ds:
             raise InvalidParameterError(
@@ -91,7 +98,12 @@ def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: in
     return stage
 
 
-def master_parameters(optimizer: torch.optim.Optimizer) -> list[Tensor]:
-    """The tensors the (inner) optimiser updates: DeepSpeed's fp32 master partitions under ZeRO, the model's
-    trainable parameters otherwise."""
+def master_parameters(optimizer: torch.optim.Optimizer, engine_optimizer: Any = None) -> list[Tensor]:
+    """The tensors the (inner) optimiser updates, keys of its state: DeepSpeed's fp32 master partitions under
+    ZeRO, the model's trainable parameters otherwise. ZeRO-3 puts its flat fp32 partitions into the inner
+    optimiser's groups only while it steps (``fp32_partitioned_groups_flat`` of its optimiser, read here:
+    tested, so a DeepSpeed that renames it fails the tests rather than a resume)."""
+    flat = getattr(engine_optimizer, "fp32_partitioned_groups_flat", None)
+    if flat is not None:
+        return list(flat)
     return [p for group in optimizer.param_groups for p in group["params"]]

@@ -21,9 +21,13 @@ ever gathered for them. What changes under sharding, and why:
   on rank 0, or writes torch.distributed.checkpoint metadata, a pickle). The final model is gathered once
   (``accelerator.get_state_dict``).
 
-**DeepSpeed ZeRO-1/2** keep whole parameters on every rank: snapshots are as under DDP; the engine, the
-fp32 master partitions and the checkpoints are described in :mod:`.trainer_deepspeed`. FSDP1
-(``fsdp_version: 1``) and ZeRO-3 are refused (see :func:`check_parameter_sharding`).
+**DeepSpeed.** ZeRO-1/2 keep whole parameters on every rank: snapshots are as under DDP. Under ZeRO-3 each
+parameter is a partition (``ds_tensor``, this rank's slice of the flattened tensor) and each rank keeps its
+partition of every snapshot, as under FSDP2; a snapshot is swapped into the partitions (storage swap, or a
+cast copy) with every gathered parameter released before and after (``empty_partition_cache``: DeepSpeed
+keeps small "persistent" parameters, and recently used ones, gathered). The engine, the fp32 master
+partitions and the checkpoints are described in :mod:`.trainer_deepspeed`. FSDP1 (``fsdp_version: 1``) is
+refused (see :func:`check_parameter_sharding`).
 """
 
 from __future__ import annotations
@@ -50,9 +54,8 @@ __all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"
 
 def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
     """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
-    the model's parameters) and DeepSpeed ZeRO-3 (partitioned parameters; FSDP2 is its equivalent). DDP,
-    FSDP2, DeepSpeed ZeRO-0/1/2 (configured by :func:`~nashmp.llm.trainer_deepspeed.configure_deepspeed`) and
-    a single process pass (under FSDP2 and DeepSpeed the trainer writes its own per-rank checkpoints, so
+    the model's parameters) and DeepSpeed without a ZeRO stage. DDP, FSDP2, DeepSpeed ZeRO-0 to 3 (configured
+    by :func:`~nashmp.llm.trainer_deepspeed.configure_deepspeed`) and a single process pass (under FSDP2 and DeepSpeed the trainer writes its own per-rank checkpoints, so
     accelerate's ``fsdp_state_dict_type`` and DeepSpeed's checkpointing are not used)."""
     from accelerate.utils import DistributedType
 
@@ -61,11 +64,10 @@ def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = Non
             f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
             "(configs/accelerate/fsdp.yaml)."
         )
-    if distributed_type == DistributedType.DEEPSPEED and (zero_stage is None or zero_stage >= 3):
+    if distributed_type == DistributedType.DEEPSPEED and zero_stage not in (0, 1, 2, 3):
         raise InvalidParameterError(
-            f"DeepSpeed ZeRO-{zero_stage if zero_stage is not None else '?'} is not supported: its partitioned "
-            "parameters are not elementwise views the snapshots can follow; launch with FSDP2, its ZeRO-3 "
-            "equivalent (configs/accelerate/fsdp.yaml), or ZeRO-2 (configs/accelerate/zero2.yaml)."
+            f"DeepSpeed without a ZeRO stage (got {zero_stage!r}): set zero_stage in the accelerate config "
+            "(configs/accelerate/zero2.yaml or zero3.yaml)."
         )
 
 
@@ -79,7 +81,10 @@ def _same_tensors(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
 
 
 def local(t: Tensor) -> Tensor:
-    """This rank's shard of a DTensor (the tensor itself otherwise)."""
+    """This rank's shard of a DTensor, its partition of a ZeRO-3 parameter (the tensor itself otherwise)."""
+    partition = getattr(t, "ds_tensor", None)
+    if partition is not None:
+        return partition
     to_local = getattr(t, "to_local", None)
     return to_local() if to_local is not None else t
 
@@ -97,7 +102,35 @@ class PolicyWeights:
     _base_weights: list[tuple[Tensor, Tensor]]
     sharded: bool = False
     deepspeed: bool = False
+    zero_stage: int | None = None
     snapshot_dtype: torch.dtype | None = None
+
+    def masters(self) -> list[Tensor]:
+        """The tensors the optimiser updates (keys of its state): the trainable parameters, or DeepSpeed's
+        fp32 master partitions."""
+        engine_optimizer = getattr(self.model, "optimizer", None) if self.deepspeed else None
+        return master_parameters(self.optimizer_impl, engine_optimizer)  # type: ignore[attr-defined]
+
+    def optimizer_state_copy(self) -> list[dict[str, Any]]:
+        """A copy of the AdamW state of every :meth:`masters` tensor (EGPO's look-ahead is undone with it)."""
+        state = self.optimizer_impl.state  # type: ignore[attr-defined]
+        return [{k: v.clone() if isinstance(v, Tensor) else v for k, v in state.get(m, {}).items()}
+                for m in self.masters()]  # fmt: skip
+
+    def restore_optimizer_state(self, saved: list[dict[str, Any]]) -> None:
+        state = self.optimizer_impl.state  # type: ignore[attr-defined]
+        for m, values in zip(self.masters(), saved, strict=True):
+            if values:
+                state[m] = values
+            else:
+                state.pop(m, None)
+
+    @property
+    def theta(self) -> list[Tensor]:
+        """The tensors holding θ on this rank, which snapshots copy and are swapped into: the trainable
+        parameters (under FSDP2 DTensors, whose operations act shard by shard), or under ZeRO-3 each one's
+        partition (the parameter itself is empty between forward passes)."""
+        return [local(p) for p in self.params] if self.zero_stage == 3 else self.params
 
     @property
     def own_training_state(self) -> bool:
@@ -108,7 +141,9 @@ class PolicyWeights:
     @property
     def launch(self) -> str:
         """The launch mode a checkpoint was written under (resume needs the same one)."""
-        return "fsdp2" if self.sharded else "deepspeed" if self.deepspeed else "replicated"
+        if self.deepspeed:
+            return f"deepspeed-zero{self.zero_stage}"
+        return "fsdp2" if self.sharded else "replicated"
 
     @property
     def raw_model(self) -> Any:
@@ -205,14 +240,18 @@ class PolicyWeights:
         comes back: with ``reshard_after_forward=false`` a module stays gathered after a forward pass without
         backward, and would go on computing with that gathered copy instead of the swapped-in shards."""
         self._reshard()
-        with swap_parameters(self.params, values):
+        with swap_parameters(self.theta, values):
             try:
                 yield
             finally:
                 self._reshard()
 
     def _reshard(self) -> None:
+        """Release every gathered copy of the parameters (FSDP2: reshard; ZeRO-3: re-partition)."""
         if not self.sharded:
+            return
+        if self.zero_stage == 3:  # the optimiser's empty_partition_cache (the engine's adds gc.collect)
+            self.model.optimizer.empty_partition_cache()
             return
         from torch.distributed.fsdp import FSDPModule
 
@@ -256,10 +295,10 @@ class PolicyWeights:
         for event in events:
             if event == "ema":  # θ̄ ← (1−κ)θ̄ + κθ (in the anchor's dtype: fp32 under DeepSpeed bf16)
                 anchor = self.snapshots["anchor"]
-                theta = [p.detach().to(a.dtype) for p, a in zip(self.params, anchor, strict=True)]
+                theta = [p.detach().to(a.dtype) for p, a in zip(self.theta, anchor, strict=True)]
                 torch._foreach_lerp_(anchor, theta, self.config.ema)
             elif event.endswith("<-theta"):
-                self.snapshots[event.split("<-")[0]] = snapshot(self.params, self.snapshot_dtype)
+                self.snapshots[event.split("<-")[0]] = snapshot(self.theta, self.snapshot_dtype)
             elif event == "reset-optimizer":
                 self.optimizer_impl.state.clear()  # type: ignore[attr-defined]
             else:  # pragma: no cover - a recipe names an event this trainer does not know
@@ -308,7 +347,7 @@ class PolicyWeights:
         from safetensors.torch import save_file
 
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
-        masters = master_parameters(optimizer)
+        masters = self.masters()
         tensors: dict[str, Tensor] = {f"param.{i}": local(p).detach().contiguous() for i, p in enumerate(self.params)}
         separate = not _same_tensors(masters, self.params)
         for j, m in enumerate(masters):
@@ -336,7 +375,7 @@ class PolicyWeights:
             raise CheckpointError(f"{folder} has no {path.name}: it was not written by a run of this launch and size.")
         data = load_file(str(path))
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
-        masters = master_parameters(optimizer)
+        masters = self.masters()
         separate = not _same_tensors(masters, self.params)
 
         def restore(target: Tensor, key: str) -> None:
@@ -370,19 +409,25 @@ class PolicyWeights:
                                   f"{len(optimizer.param_groups)}.")  # fmt: skip
         for group, saved_group in zip(optimizer.param_groups, groups, strict=True):
             group.update(saved_group)
+        self._reshard()  # gathered copies (ZeRO-3's persistent parameters) still hold the values before loading
 
     def model_state_for_saving(self) -> dict[str, Tensor] | None:
         """The full model state to save (gathered once under sharding: a collective on every rank; under
         DeepSpeed with bf16 weights, the trainable ones from its fp32 masters, also a collective), else None
         (``save_pretrained`` reads the model itself)."""
-        if self.sharded:
+        if self.sharded and not self.deepspeed:  # FSDP2
             return self.accelerator.get_state_dict(self.model)
-        if self.deepspeed and any(p.dtype != torch.float32 for p in self.params):
-            from deepspeed.utils import safe_get_full_fp32_param
+        if not self.deepspeed or (self.zero_stage != 3 and all(p.dtype == torch.float32 for p in self.params)):
+            return None
+        import deepspeed
+        from deepspeed.utils import safe_get_full_fp32_param
 
-            state = dict(self.raw_model.state_dict())
-            for name, p in self.raw_model.named_parameters():
-                if p.requires_grad:
-                    state[name] = safe_get_full_fp32_param(p)
-            return state
-        return None
+        frozen = [p for p in self.raw_model.parameters() if not p.requires_grad]
+        state: dict[str, Tensor] = {}
+        if not self._peft:  # full fine-tuning: every weight is saved (gathered once, under ZeRO-3)
+            with deepspeed.zero.GatheredParameters(frozen):
+                state = {k: v.detach().clone() for k, v in self.raw_model.state_dict().items()}
+        for name, p in self.raw_model.named_parameters():  # the trainable ones from the fp32 masters
+            if p.requires_grad:
+                state[name] = safe_get_full_fp32_param(p)
+        return state
