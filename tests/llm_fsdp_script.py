@@ -44,7 +44,7 @@ def emulate_fsdp_selection() -> None:
     Accelerator.__init__ = init  # type: ignore[method-assign]
 
 
-def emulate_deepspeed_selection() -> None:
+def emulate_deepspeed_selection(persistence: int | None = None) -> None:
     """As :func:`emulate_fsdp_selection`, for DeepSpeed: the plugin from the launcher's ACCELERATE_DEEPSPEED_*
     environment (the shipped zero2.yaml), the state's distributed type, and the two Accelerator attributes that
     accelerate sets differently under DeepSpeed (no native autocast: DeepSpeed casts the model itself)."""
@@ -58,6 +58,8 @@ def emulate_deepspeed_selection() -> None:
         original(self, *args, **kwargs)
         if self.state.distributed_type != DistributedType.DEEPSPEED:
             plugin = DeepSpeedPlugin()
+            if persistence is not None:  # ZeRO-3 partitions even small parameters (the tiny model's embedding)
+                plugin.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] = persistence
             plugin.set_mixed_precision(self.state.mixed_precision)  # as AcceleratorState does
             plugin.select(_from_accelerator_state=True)
             self.state.deepspeed_plugins = {"default": plugin}
@@ -98,7 +100,9 @@ def full(t):  # type: ignore[no-untyped-def]
     return (f() if f is not None else t).detach().clone().contiguous()
 
 
-def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpointing: bool = False) -> None:
+def main(
+    out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpointing: bool = False, extra: tuple = ()
+) -> None:
     import numpy as np
     import torch
     from safetensors.torch import save_file
@@ -106,7 +110,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
     if mode == "fsdp":
         emulate_fsdp_selection()
     elif mode in ("zero2", "zero3"):
-        emulate_deepspeed_selection()
+        emulate_deepspeed_selection(persistence=0 if "nopersist" in extra else None)
     from nashmp.llm.config import NashMPConfig
     from nashmp.llm.models import tiny_model_and_tokenizer
     from nashmp.llm.trainer import NashMPTrainer
@@ -123,16 +127,22 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
         + ("" if lora else "-full")
         + ("" if algorithm == "nash-mp" else f"-{algorithm}")
         + ("-gc" if checkpointing else "")
+        + "".join(f"-{flag}" for flag in extra)
     )
+    folder = out / "tiny-model"  # "folder": the policy from a saved folder (from_pretrained), not an object
     prompts = ["Say hi.", "Name a colour.", "What is 2+2?", "Tell me a joke.", "Describe rain.", "Why?"]
 
     def make(steps: int, resume_from: str | None):  # type: ignore[no-untyped-def]
-        model, tok = tiny_model_and_tokenizer(seed=0)
+        model, tok = (None, None) if "folder" in extra else tiny_model_and_tokenizer(seed=0)
+        options = {"model_name_or_path": str(folder)} if "folder" in extra else {}
+        if "accum" in extra:  # the same 2 prompts per process and step, as 2 micro-batches of 1
+            options.update(per_device_train_batch_size=1, gradient_accumulation_steps=2)
+        if "clip" in extra:  # clipping engaged at every step (gradient norms ≈ 0.1–1)
+            options["max_grad_norm"] = 1e-3
         cfg = NashMPConfig(
             algorithm=algorithm,  # nash-mp: EMA anchor (a snapshot) and the centre's KL, every snapshot path
             max_steps=steps,
             max_new_tokens=6,
-            per_device_train_batch_size=2,
             num_generations=2,
             learning_rate=1e-2,
             use_peft=lora,
@@ -143,6 +153,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
             output_dir=str(out / f"{tag}-run{'-resumed' if resume_from else ''}"),
             resume_from_checkpoint=resume_from,
             progress_bar=False,
+            **{"per_device_train_batch_size": 2, **options},
         )
         return NashMPTrainer(cfg, model=model, tokenizer=tok, oracle=CallableOracle(longer), prompts=prompts)
 
@@ -197,6 +208,7 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
                 "stop_when_all_done": both,
                 "distributed_type": str(trainer.accelerator.distributed_type),
                 "losses": [row["losses/loss"] for row in history],
+                "grad_norms": [row["losses/grad_norm"] for row in history],
             }
         )
     )
@@ -212,4 +224,5 @@ def main(out: Path, mode: str, resume: bool, lora: bool, algorithm: str, checkpo
 if __name__ == "__main__":
     flags = sys.argv[3:]
     algorithm = next((f.removeprefix("algorithm=") for f in flags if f.startswith("algorithm=")), "nash-mp")
-    main(Path(sys.argv[1]), sys.argv[2], "resume" in flags, "full" not in flags, algorithm, "gc" in flags)
+    extra = tuple(f for f in ("accum", "clip", "folder", "nopersist") if f in flags)
+    main(Path(sys.argv[1]), sys.argv[2], "resume" in flags, "full" not in flags, algorithm, "gc" in flags, extra)

@@ -221,6 +221,9 @@ def test_deepspeed_trains_like_ddp_and_resumes_exactly(tmp_path: Path, stage: in
         ("algorithm=egpo", 30, 1e-4),
         ("algorithm=nash-md", 36, 1e-6),  # the mixture opponent (measured ≤ 7e-8)
         ("full", 42, 1e-3),  # every weight trained (measured 3e-6 and 4e-5 after 3 steps)
+        ("gc", 56, 1e-5),  # gradient checkpointing (ZeRO-3 gathers again in the backward's recompute)
+        ("accum", 62, 1e-5),  # 2 micro-batches per step: engine.backward twice, engine.step() once
+        ("clip", 68, 1e-5),  # max_grad_norm 1e-3: DeepSpeed's clipping engaged at every step
     ],
 )
 def test_deepspeed_matches_ddp_for_the_other_code_paths(
@@ -235,6 +238,10 @@ def test_deepspeed_matches_ddp_for_the_other_code_paths(
     assert zero_info[0]["deepspeed"] is True and zero_info[0]["sharded"] is (stage == 3)
     assert _max_diff(zero[0], ddp[0], "param") < tol
     assert zero_info[0]["losses"] == pytest.approx(ddp_info[0]["losses"], rel=1e-5, abs=1e-5)
+    # the logged (pre-clip) gradient norm: DeepSpeed's, of the averaged gradient, equals DDP's
+    assert zero_info[0]["grad_norms"] == pytest.approx(ddp_info[0]["grad_norms"], rel=1e-4)
+    if flag == "clip":
+        assert min(zero_info[0]["grad_norms"]) > 1e-2  # far above max_grad_norm: every step clipped
 
 
 @needs_deepspeed
@@ -259,3 +266,27 @@ def test_deepspeed_bf16_keeps_fp32_masters_and_anchor(tmp_path: Path, stage: int
     assert info["losses"][0] == pytest.approx(ddp_info[0]["losses"][0], rel=0.02)
     final = load_file(str(tmp_path / f"{mode}-run" / "final" / "adapter_model.safetensors"))
     assert {v.dtype for v in final.values()} == {torch.float32}
+
+
+@needs_deepspeed
+def test_deepspeed_zero3_loads_a_saved_model_whole_and_saves_every_weight(tmp_path: Path) -> None:
+    """Full fine-tuning under ZeRO-3 from a saved model folder, every parameter partitioned (persistence
+    threshold 0). accelerate registers the DeepSpeed config with transformers, so ``from_pretrained`` would
+    build the model partitioned (empty parameters, and an empty π_ref copy); the trainer loads it whole. The
+    final model.safetensors holds every weight, the tied embedding once, and equals DDP's."""
+    from nashmp.llm.models import tiny_model_and_tokenizer
+
+    model, tokenizer = tiny_model_and_tokenizer(seed=0)
+    model.save_pretrained(str(tmp_path / "tiny-model"))
+    tokenizer.save_pretrained(str(tmp_path / "tiny-model"))
+    _launch(tmp_path, "ddp.yaml", "ddp", "full", "folder", "nopersist", port_offset=74)
+    _launch(tmp_path, "zero3.yaml", "zero3", "full", "folder", "nopersist", port_offset=75)
+    ddp_info, ddp = _read(tmp_path, "ddp-full-folder-nopersist")
+    zero_info, zero = _read(tmp_path, "zero3-full-folder-nopersist")
+    assert zero_info[0]["sharded"] is True
+    assert _max_diff(zero[0], ddp[0], "param") < 1e-3
+    saved = load_file(str(tmp_path / "zero3-full-folder-nopersist-run" / "final" / "model.safetensors"))
+    reference = load_file(str(tmp_path / "ddp-full-folder-nopersist-run" / "final" / "model.safetensors"))
+    assert sorted(saved) == sorted(reference)
+    assert min(v.numel() for v in saved.values()) > 0  # no partition-freed (empty) tensor written
+    assert max(float((saved[k] - reference[k]).abs().max()) for k in saved) < 1e-3

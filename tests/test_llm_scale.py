@@ -330,10 +330,42 @@ def test_deepspeed_configs_are_filled_from_the_trainer_or_refused_in_one_line() 
     for message, extra in refused.items():
         with pytest.raises(InvalidParameterError, match=message):
             configure_deepspeed({"zero_optimization": {"stage": 2}, **extra}, cfg, num_processes=2)
+    for stage in (0, 1, "auto"):
+        with pytest.raises(InvalidParameterError, match=f"ZeRO stage {stage!r} is not supported"):
+            configure_deepspeed({"zero_optimization": {"stage": stage}}, cfg, num_processes=2)
+    for key in ("zero_hpz_partition_size", "zero_quantized_weights"):  # a copy of the weights the swaps miss
+        with pytest.raises(InvalidParameterError, match=f"{key} is not supported"):
+            configure_deepspeed({"zero_optimization": {"stage": 3, key: 2}}, cfg, num_processes=2)
     zero3 = {"zero_optimization": {"stage": 3}}
     assert configure_deepspeed(dict(zero3), cfg, num_processes=2) == 3
     with pytest.raises(InvalidParameterError, match="zero3_init_flag: false"):  # the model is loaded whole first
         configure_deepspeed(dict(zero3), cfg, num_processes=2, zero3_init=True)
+
+
+def test_zero3_models_are_loaded_whole_and_partitioned_ones_refused() -> None:
+    """accelerate registers a ZeRO-3 config with transformers (whatever zero3_init_flag says), after which
+    ``from_pretrained`` builds partitioned models; the trainer loads inside ``loading_whole`` and refuses a
+    model that is already partitioned."""
+    pytest.importorskip("deepspeed")
+    from accelerate import DeepSpeedPlugin
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    from nashmp.llm.trainer_deepspeed import loading_whole, refuse_partitioned
+
+    plugin = DeepSpeedPlugin(zero_stage=3, zero3_init_flag=False)
+    plugin.set_deepspeed_weakref()
+    try:
+        assert is_deepspeed_zero3_enabled()  # what from_pretrained checks
+        with loading_whole(plugin):
+            assert not is_deepspeed_zero3_enabled()
+        assert is_deepspeed_zero3_enabled()  # registered again for accelerate's prepare
+    finally:
+        unset_hf_deepspeed_config()  # process-wide state: other tests in this worker must not see it
+    model, _ = tiny_model_and_tokenizer(seed=0)
+    refuse_partitioned(model)
+    next(model.parameters()).ds_id = 0  # what deepspeed.zero.Init leaves on every parameter
+    with pytest.raises(InvalidParameterError, match="already partitioned by DeepSpeed ZeRO-3"):
+        refuse_partitioned(model)
 
 
 def test_hub_ids_resolve_from_the_cache_and_download_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,10 +180,13 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         from accelerate.utils import DistributedType
 
         self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
-        if self.deepspeed:  # ZeRO-1/2, driven as the trainer's own loop (see trainer_deepspeed)
-            from .trainer_deepspeed import configure_deepspeed
+        from .trainer_deepspeed import configure_deepspeed, loading_whole, refuse_partitioned
 
-            plugin = state.deepspeed_plugin
+        plugin = state.deepspeed_plugin if self.deepspeed else None
+        if plugin is not None:  # ZeRO-2/3, driven as the trainer's own loop (see trainer_deepspeed)
+            if cfg.dtype != "float32":  # DeepSpeed casts the model itself (mixed_precision) over fp32 masters
+                raise InvalidParameterError(f"under DeepSpeed set dtype=float32 (got {cfg.dtype}); use "
+                                            "mixed_precision bf16 for bf16 compute.")  # fmt: skip
             self.zero_stage = configure_deepspeed(
                 plugin.deepspeed_config, cfg, self.accelerator.num_processes, zero3_init=bool(plugin.zero3_init_flag)
             )
@@ -191,10 +194,13 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         if model is None:
             from .models import load_model_and_tokenizer
 
-            model, tokenizer = load_model_and_tokenizer(
-                cfg.model_name_or_path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                trust_remote_code=cfg.trust_remote_code,
-            )  # fmt: skip
+            with loading_whole(plugin):  # not partitioned at load under ZeRO-3 (prepare partitions it)
+                model, tokenizer = load_model_and_tokenizer(
+                    cfg.model_name_or_path, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                    trust_remote_code=cfg.trust_remote_code,
+                )  # fmt: skip
+        if plugin is not None:
+            refuse_partitioned(model)
         from .models import prepare_tokenizer
 
         self.tokenizer = prepare_tokenizer(tokenizer)
@@ -252,7 +258,8 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             self.accelerator.register_save_state_pre_hook(self._save_trainable_only)
             self.accelerator.register_load_state_pre_hook(self._load_trainable_only)
         if oracle is None and named_judge:  # a judge model of its own, on this process's device
-            oracle = make_oracle(oracle_spec, trust_remote_code=cfg.trust_remote_code)
+            with loading_whole(plugin):
+                oracle = make_oracle(oracle_spec, trust_remote_code=cfg.trust_remote_code)
             _move_judge(oracle, device)
         elif oracle is None:  # the LM judge: a frozen copy of the base model
             oracle = make_oracle(oracle_spec, model=judge_model, tokenizer=self.tokenizer)
@@ -344,11 +351,11 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         rows = []
         for n, prompts in enumerate(batches):
             last = n == len(batches) - 1
-            # (DeepSpeed accumulates locally until engine.step(): it has no no_sync under ZeRO-2)
+            # (under DeepSpeed the boundary is engine.step(): ZeRO-2/3 reduce-scatter in every backward)
             with contextlib.nullcontext() if last or self.deepspeed else self.accelerator.no_sync(self.model):
                 loss, stats = self._loss(prompts)
                 with self._scoring_mode():  # a checkpointed layer's recompute must see the same (dropout-free) mode
-                    if self.deepspeed:  # accelerate's backward would step the engine here
+                    if self.deepspeed:  # accelerate's backward would step the engine here (see trainer_deepspeed)
                         self.model.backward(loss / len(batches), scale_wrt_gas=False)
                     else:
                         self.accelerator.backward(loss / len(batches))
@@ -378,9 +385,12 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         return stats
 
     def _apply_gradients(self) -> float:
-        if self.deepspeed:  # reduce the accumulated gradients, clip at max_grad_norm, step, zero
+        if self.deepspeed:  # finish the gradients' reduction, clip at max_grad_norm, step, zero
             self.model.step()
-            return float(self.model.get_global_grad_norm() or 0.0)
+            norm = self.model.get_global_grad_norm()
+            if norm is None:  # (compute_grad_norm: false) the metric would read 0 and a NaN would go unseen
+                raise InvalidParameterError("DeepSpeed computed no gradient norm: remove compute_grad_norm: false.")
+            return float(norm)
         norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -409,7 +419,8 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
         self.step += 1
         self._run_events(self.recipe.after(self.config, self.step))
         stats = self._reduce(stats)
-        skipped = bool(getattr(self.accelerator, "optimizer_step_was_skipped", False))  # fp16 loss-scale overflow
+        # fp16 loss-scale overflow (DeepSpeed runs no fp16: a step it skips is a non-finite gradient, an error)
+        skipped = not self.deepspeed and bool(getattr(self.accelerator, "optimizer_step_was_skipped", False))
         for name, value in stats.items():
             if not math.isfinite(value) and not (skipped and name == "losses/grad_norm"):
                 raise FloatingPointError(f"{name} is {value} at step {self.step}; lower learning_rate or raise beta.")

@@ -1,12 +1,13 @@
-r"""DeepSpeed ZeRO-1/2/3 under :class:`~nashmp.llm.NashMPTrainer`: the config the trainer fills in, and why.
+r"""DeepSpeed ZeRO-2/3 under :class:`~nashmp.llm.NashMPTrainer`: the config the trainer fills in, and why.
 
 The trainer runs its own optimiser loop (micro-batches accumulated, clipped, one AdamW step, then the
 recipe's snapshot events), and under DeepSpeed it drives the engine the same way:
 
 - **One step per optimiser step.** ``managed_gradient_accumulation`` is turned off, so ``engine.backward``
-  only accumulates (each micro-batch's loss is already divided by their count: ``scale_wrt_gas=False``)
-  and ``engine.step()`` — called where the other launchers call ``optimizer.step()`` — reduces, clips at
-  ``max_grad_norm`` and steps. accelerate's ``backward`` is not used (it steps the engine inside every
+  adds each micro-batch's gradient into the rank's gradient partition (reduce-scattered in the backward
+  under ZeRO-2/3; each micro-batch's loss is already divided by their count: ``scale_wrt_gas=False``) and
+  never steps; ``engine.step()`` — called where the other launchers call ``optimizer.step()`` — finishes
+  the reduction, clips at ``max_grad_norm`` and steps. accelerate's ``backward`` is not used (it steps the engine inside every
   synced backward, which EGPO's look-ahead could not undo).
 - **The trainer's AdamW.** DeepSpeed wraps the trainer's ``torch.optim.AdamW``; the wrapped optimiser's
   parameters become DeepSpeed's fp32 **master partitions** (each rank its slice of the flattened
@@ -25,7 +26,9 @@ recipe's snapshot events), and under DeepSpeed it drives the engine the same way
   ``save_checkpoint`` is not used: it writes pickles that its loader unpickles. The final model is gathered
   from the fp32 masters (``safe_get_full_fp32_param``) under ZeRO-3 or bf16.
 
-Refused, each with a one-line reason: fp16 (its loss scaler's state is not checkpointed: use bf16), CPU/NVMe
+Refused, each with a one-line reason: ZeRO-0/1 (untested; ZeRO-2 partitions more for the same cost), hpZ
+and quantised weights (a secondary or quantised copy of the weights would not follow the snapshot swaps),
+``dtype`` other than float32 (DeepSpeed casts the model itself under ``mixed_precision``), fp16 (its loss scaler's state is not checkpointed: use bf16), CPU/NVMe
 offload (DeepSpeed's CPU Adam needs compiled ops; untested here), ``zero3_init_flag: true`` (the trainer
 loads the model whole, takes π_ref and judge copies from it, and DeepSpeed partitions it in ``prepare``),
 and values that contradict the trainer's config (``gradient_accumulation_steps``, ``gradient_clipping``).
@@ -33,6 +36,8 @@ and values that contradict the trainer's config (``gradient_accumulation_steps``
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
     from .config import NashMPConfig
 
-__all__ = ["configure_deepspeed", "master_parameters"]
+__all__ = ["configure_deepspeed", "loading_whole", "master_parameters", "refuse_partitioned"]
 
 
 def _matches(ds: dict[str, Any], key: str, value: float, field: str) -> None:
@@ -63,7 +68,19 @@ def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: in
     """Check a DeepSpeed config dict (accelerate's plugin ``deepspeed_config``) and fill in, in place, what
     the trainer decides; returns the ZeRO stage."""
     zero = ds.get("zero_optimization", {}) or {}
-    stage = int(zero.get("stage", 0))
+    stage = zero.get("stage", 0)
+    if stage not in (2, 3):  # ZeRO-0/1 would run, but untested; "auto" is not a stage
+        raise InvalidParameterError(
+            f"DeepSpeed ZeRO stage {stage!r} is not supported: use zero_stage 2 (configs/accelerate/zero2.yaml) "
+            "or 3 (zero3.yaml)."
+        )
+    for key, what in (("zero_hpz_partition_size", "hpZ's secondary weight copy"),
+                      ("zero_quantized_weights", "qwZ's quantised weights"),
+                      ("zero_quantized_nontrainable_weights", "quantised frozen weights (π_ref's)")):  # fmt: skip
+        if zero.get(key) not in (None, False, 0, 1):
+            raise InvalidParameterError(
+                f"DeepSpeed {key} is not supported ({what} would not follow the trainer's snapshot swaps): remove it."
+            )
     if stage == 3 and zero3_init:
         raise InvalidParameterError(
             "set zero3_init_flag: false in the accelerate config (configs/accelerate/zero3.yaml): the trainer "
@@ -98,12 +115,51 @@ def configure_deepspeed(ds: dict[str, Any], cfg: NashMPConfig, num_processes: in
     return stage
 
 
-def master_parameters(optimizer: torch.optim.Optimizer, engine_optimizer: Any = None) -> list[Tensor]:
+def master_parameters(
+    optimizer: torch.optim.Optimizer, engine_optimizer: Any = None, zero3: bool = False
+) -> list[Tensor]:
     """The tensors the (inner) optimiser updates, keys of its state: DeepSpeed's fp32 master partitions under
     ZeRO, the model's trainable parameters otherwise. ZeRO-3 puts its flat fp32 partitions into the inner
-    optimiser's groups only while it steps (``fp32_partitioned_groups_flat`` of its optimiser, read here:
-    tested, so a DeepSpeed that renames it fails the tests rather than a resume)."""
-    flat = getattr(engine_optimizer, "fp32_partitioned_groups_flat", None)
-    if flat is not None:
+    optimiser's groups only while it steps, so they are read from its optimiser's
+    ``fp32_partitioned_groups_flat``; a DeepSpeed without it is refused (EGPO and resume would miss them)."""
+    if zero3:
+        flat = getattr(engine_optimizer, "fp32_partitioned_groups_flat", None)
+        if not flat:
+            raise InvalidParameterError(
+                "this DeepSpeed's ZeRO-3 optimiser has no fp32_partitioned_groups_flat (tested with 0.19.8): "
+                "install deepspeed 0.19.x or launch with FSDP2 (configs/accelerate/fsdp.yaml)."
+            )
         return list(flat)
     return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+@contextlib.contextmanager
+def loading_whole(plugin: Any) -> Iterator[None]:
+    """Load models whole under ZeRO-3. accelerate registers the DeepSpeed config with transformers whatever
+    ``zero3_init_flag`` says, and transformers then builds every ``from_pretrained`` model inside
+    ``deepspeed.zero.Init`` (partitioned, with empty parameters). The trainer copies the loaded policy for
+    π_ref and the LM judge and loads judge models of its own, so it unregisters the config while loading and
+    registers it again afterwards; DeepSpeed partitions the policy in ``prepare``."""
+    try:
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+    except ImportError:  # pragma: no cover - transformers without its DeepSpeed integration
+        yield
+        return
+    if plugin is None or not is_deepspeed_zero3_enabled():
+        yield
+        return
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
+
+
+def refuse_partitioned(model: Any) -> None:
+    """A model already partitioned by ``deepspeed.zero.Init`` has empty parameters: π_ref's copy, the
+    judge's and the snapshots would be empty too."""
+    if any(hasattr(p, "ds_id") for p in model.parameters()):
+        raise InvalidParameterError(
+            "the model is already partitioned by DeepSpeed ZeRO-3 (built under deepspeed.zero.Init): pass a "
+            "whole model; the trainer partitions it in prepare."
+        )

@@ -109,7 +109,7 @@ class PolicyWeights:
         """The tensors the optimiser updates (keys of its state): the trainable parameters, or DeepSpeed's
         fp32 master partitions."""
         engine_optimizer = getattr(self.model, "optimizer", None) if self.deepspeed else None
-        return master_parameters(self.optimizer_impl, engine_optimizer)  # type: ignore[attr-defined]
+        return master_parameters(self.optimizer_impl, engine_optimizer, self.zero_stage == 3)  # type: ignore[attr-defined]
 
     def optimizer_state_copy(self) -> list[dict[str, Any]]:
         """A copy of the AdamW state of every :meth:`masters` tensor (EGPO's look-ahead is undone with it)."""
@@ -427,7 +427,12 @@ class PolicyWeights:
         if not self._peft:  # full fine-tuning: every weight is saved (gathered once, under ZeRO-3)
             with deepspeed.zero.GatheredParameters(frozen):
                 state = {k: v.detach().clone() for k, v in self.raw_model.state_dict().items()}
-        for name, p in self.raw_model.named_parameters():  # the trainable ones from the fp32 masters
+        whole: dict[int, Tensor] = {}
+        # the trainable ones from the fp32 masters, every alias (tied embeddings: lm_head.weight) the same
+        # tensor, so that save_pretrained sees the tie (a clone of an alias under ZeRO-3 would be empty)
+        for name, p in self.raw_model.named_parameters(remove_duplicate=False):
             if p.requires_grad:
-                state[name] = safe_get_full_fp32_param(p)
+                if id(p) not in whole:
+                    whole[id(p)] = safe_get_full_fp32_param(p)  # a collective, in the same order on every rank
+                state[name] = whole[id(p)]
         return state
