@@ -412,3 +412,42 @@ def test_eval_applies_the_system_prompt_as_training_does() -> None:
     assert result.settings["system_prompt"] == "Be kind."
     with pytest.raises(InvalidParameterError, match="system_prompt must be a string"):
         win_rate_matrix({"ref": (model, tok)}, ["Say hi."], half, system_prompt=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("aliased", [True, False])
+def test_per_rank_training_state_round_trips_masters_that_alias_the_weights_or_not(
+    tmp_path: Path, aliased: bool
+) -> None:
+    """DeepSpeed's masters are either separate fp32 partitions (ZeRO-2; ZeRO-3 with bf16 weights) or the
+    weights' own flat buffer (ZeRO-3 in fp32 on an accelerator; on CPU DeepSpeed clones it, so the launch
+    tests cannot reach this case). Aliased masters are not written twice (safetensors refuses overlapping
+    tensors) and come back with the weights; separate ones are written and restored; AdamW state both ways."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from nashmp.llm.trainer_weights import PolicyWeights
+
+    class Stub(PolicyWeights):  # the attributes the per-rank checkpoint reads
+        def __init__(self) -> None:
+            self.flat = torch.arange(10, dtype=torch.float32)
+            self.params = [self.flat[:4], self.flat[4:]]  # the weights: views of one flat buffer
+            self._masters = [self.flat if aliased else self.flat.clone()]
+            self.optimizer_impl = torch.optim.AdamW(self._masters, lr=0.1)
+            self.accelerator = SimpleNamespace(process_index=0)  # type: ignore[assignment]
+            self.deepspeed, self.zero_stage = True, 3
+
+        def masters(self) -> list[torch.Tensor]:
+            return self._masters
+
+    saved = Stub()
+    saved._masters[0].grad = torch.ones(10)
+    saved.optimizer_impl.step()  # AdamW state exists (and, aliased, moved the weights too)
+    expected_weights, expected_master = saved.flat.clone(), saved._masters[0].clone()
+    expected_avg = saved.optimizer_impl.state[saved._masters[0]]["exp_avg"].clone()
+    saved.save_sharded_training_state(tmp_path)
+    assert ("master.0" in load_file(str(tmp_path / "training_state.rank0.safetensors"))) is not aliased
+    fresh = Stub()
+    fresh.load_sharded_training_state(tmp_path)
+    assert torch.equal(fresh.flat, expected_weights) and torch.equal(fresh._masters[0], expected_master)
+    assert torch.equal(fresh.optimizer_impl.state[fresh._masters[0]]["exp_avg"], expected_avg)

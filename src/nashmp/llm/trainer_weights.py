@@ -76,8 +76,12 @@ def snapshot(params: Sequence[Tensor], dtype: torch.dtype | None = None) -> list
     return [p.detach().to(dtype or p.dtype, copy=True) for p in params]
 
 
-def _same_tensors(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+def _own_masters(masters: Sequence[Tensor], weights: Sequence[Tensor]) -> list[bool]:
+    """Which optimiser tensors are stored apart from the weights, so a checkpoint must hold them. Not the
+    weights themselves (DDP, FSDP2), nor DeepSpeed masters that alias the weights' flat buffer (ZeRO-3 in
+    fp32 on an accelerator): those are restored with the weights, and safetensors refuses overlapping tensors."""
+    storages = {w.untyped_storage().data_ptr() for w in weights}
+    return [local(m).untyped_storage().data_ptr() not in storages for m in masters]
 
 
 def local(t: Tensor) -> Tensor:
@@ -349,9 +353,9 @@ class PolicyWeights:
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
         masters = self.masters()
         tensors: dict[str, Tensor] = {f"param.{i}": local(p).detach().contiguous() for i, p in enumerate(self.params)}
-        separate = not _same_tensors(masters, self.params)
+        own = _own_masters(masters, [local(p) for p in self.params])
         for j, m in enumerate(masters):
-            if separate:
+            if own[j]:
                 tensors[f"master.{j}"] = m.detach().contiguous()
             for key, value in optimizer.state.get(m, {}).items():
                 if isinstance(value, Tensor):
@@ -376,7 +380,7 @@ class PolicyWeights:
         data = load_file(str(path))
         optimizer: torch.optim.Optimizer = self.optimizer_impl  # type: ignore[attr-defined]
         masters = self.masters()
-        separate = not _same_tensors(masters, self.params)
+        own = _own_masters(masters, [local(p) for p in self.params])
 
         def restore(target: Tensor, key: str) -> None:
             saved = data.get(key)
@@ -388,7 +392,7 @@ class PolicyWeights:
             for i, p in enumerate(self.params):
                 restore(p, f"param.{i}")
             for j, m in enumerate(masters):
-                if separate:
+                if own[j]:
                     restore(m, f"master.{j}")
                 state: dict[str, Any] = {}
                 for key in [k for k in data if k.startswith(f"optim.{j}.")]:
