@@ -280,31 +280,27 @@ def test_named_judge_models_are_checked_before_loading(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "stage", "fsdp_version", "refused"),
+    ("kind", "fsdp_version", "refused"),
     [
-        ("FSDP", None, 1, "FSDP version 1 is not supported.*configs/accelerate/fsdp.yaml"),
-        ("FSDP", None, 2, ""),
-        ("DEEPSPEED", 3, 2, ""),  # ZeRO-2/3: configured by trainer_deepspeed
-        ("DEEPSPEED", 2, 2, ""),
-        ("DEEPSPEED", None, 2, "without a ZeRO stage.*zero2.yaml"),
-        ("MULTI_GPU", None, 2, ""),
-        ("NO", None, 2, ""),
+        ("FSDP", 1, "FSDP version 1 is not supported.*configs/accelerate/fsdp.yaml"),
+        ("FSDP", 2, ""),
+        ("DEEPSPEED", 2, ""),  # its ZeRO stage is checked by configure_deepspeed (the next test)
+        ("MULTI_GPU", 2, ""),
+        ("NO", 2, ""),
     ],
 )
-def test_launchers_the_trainer_cannot_drive_are_refused(
-    kind: str, stage: int | None, fsdp_version: int, refused: str
-) -> None:
-    """FSDP1 (flat parameters) and DeepSpeed without a ZeRO stage are refused with one clear line that names
-    the supported configuration; FSDP2, ZeRO-2/3, DDP and a single process pass."""
+def test_launchers_the_trainer_cannot_drive_are_refused(kind: str, fsdp_version: int, refused: str) -> None:
+    """FSDP1 (flat parameters) is refused with one clear line that names the supported configuration; FSDP2,
+    DeepSpeed, DDP and a single process pass."""
     from accelerate.utils import DistributedType
 
     from nashmp.llm.trainer import check_parameter_sharding
 
     if refused:
         with pytest.raises(InvalidParameterError, match=refused):
-            check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
+            check_parameter_sharding(DistributedType[kind], fsdp_version)
     else:
-        check_parameter_sharding(DistributedType[kind], stage, fsdp_version)
+        check_parameter_sharding(DistributedType[kind], fsdp_version)
 
 
 def test_deepspeed_configs_are_filled_from_the_trainer_or_refused_in_one_line() -> None:
@@ -333,6 +329,8 @@ def test_deepspeed_configs_are_filled_from_the_trainer_or_refused_in_one_line() 
     for stage in (0, 1, "auto"):
         with pytest.raises(InvalidParameterError, match=f"ZeRO stage {stage!r} is not supported"):
             configure_deepspeed({"zero_optimization": {"stage": stage}}, cfg, num_processes=2)
+    with pytest.raises(InvalidParameterError, match="ZeRO stage 0 is not supported"):  # no ZeRO section at all
+        configure_deepspeed({}, cfg, num_processes=2)
     for key in ("zero_hpz_partition_size", "zero_quantized_weights"):  # a copy of the weights the swaps miss
         with pytest.raises(InvalidParameterError, match=f"{key} is not supported"):
             configure_deepspeed({"zero_optimization": {"stage": 3, key: 2}}, cfg, num_processes=2)

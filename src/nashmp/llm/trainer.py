@@ -173,10 +173,8 @@ class NashMPTrainer(SamplingAndScoring, RunFolder):
             )
         state = self.accelerator.state
         check_parameter_sharding(
-            self.accelerator.distributed_type,
-            getattr(getattr(state, "deepspeed_plugin", None), "zero_stage", None),
-            getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2),
-        )  # fmt: skip
+            self.accelerator.distributed_type, getattr(getattr(state, "fsdp_plugin", None), "fsdp_version", 2)
+        )
         from accelerate.utils import DistributedType
 
         self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED

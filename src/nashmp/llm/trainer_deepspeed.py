@@ -13,7 +13,7 @@ recipe's snapshot events), and under DeepSpeed it drives the engine the same way
   parameters become DeepSpeed's fp32 **master partitions** (each rank its slice of the flattened
   parameters), and the learning-rate schedule sets its ``lr`` as under DDP. A DeepSpeed ``optimizer`` or
   ``scheduler`` section would replace both and is refused.
-- **Snapshots.** ZeRO-1/2 keep whole parameters on every rank (only gradients and optimiser state are
+- **Snapshots.** ZeRO-2 keeps whole parameters on every rank (only gradients and optimiser state are
   partitioned), so the EMA anchor and the half-step and centre snapshots are whole and replicated, as under
   DDP. ZeRO-3 partitions the parameters too: each rank keeps its partition of every snapshot and swaps it
   into the parameters' partitions (:mod:`.trainer_weights`). Under bf16 (``mixed_precision: bf16``: DeepSpeed casts the model to bf16 and keeps fp32 masters)

@@ -21,7 +21,7 @@ ever gathered for them. What changes under sharding, and why:
   on rank 0, or writes torch.distributed.checkpoint metadata, a pickle). The final model is gathered once
   (``accelerator.get_state_dict``).
 
-**DeepSpeed.** ZeRO-1/2 keep whole parameters on every rank: snapshots are as under DDP. Under ZeRO-3 each
+**DeepSpeed** (ZeRO-2 or 3). ZeRO-2 keeps whole parameters on every rank: snapshots are as under DDP. Under ZeRO-3 each
 parameter is a partition (``ds_tensor``, this rank's slice of the flattened tensor) and each rank keeps its
 partition of every snapshot, as under FSDP2; a snapshot is swapped into the partitions (storage swap, or a
 cast copy) with every gathered parameter released before and after (``empty_partition_cache``: DeepSpeed
@@ -52,22 +52,18 @@ if TYPE_CHECKING:
 __all__ = ["PolicyWeights", "check_parameter_sharding", "is_sharded", "snapshot"]
 
 
-def check_parameter_sharding(distributed_type: Any, zero_stage: int | None = None, fsdp_version: int = 2) -> None:
-    """Refuse launchers the trainer does not support: FSDP1 (its flat parameters are not elementwise views of
-    the model's parameters) and DeepSpeed without a ZeRO stage. DDP, FSDP2, DeepSpeed ZeRO-0 to 3 (configured
-    by :func:`~nashmp.llm.trainer_deepspeed.configure_deepspeed`) and a single process pass (under FSDP2 and DeepSpeed the trainer writes its own per-rank checkpoints, so
-    accelerate's ``fsdp_state_dict_type`` and DeepSpeed's checkpointing are not used)."""
+def check_parameter_sharding(distributed_type: Any, fsdp_version: int = 2) -> None:
+    """Refuse FSDP1: its flat parameters are not elementwise views of the model's parameters, so the trainer
+    could not swap snapshots into them. DDP, FSDP2, DeepSpeed (whose ZeRO stage, 2 or 3, is checked by
+    :func:`~nashmp.llm.trainer_deepspeed.configure_deepspeed`) and a single process pass. Under FSDP2 and
+    DeepSpeed the trainer writes its own per-rank checkpoints, so accelerate's ``fsdp_state_dict_type`` and
+    DeepSpeed's checkpointing are not used."""
     from accelerate.utils import DistributedType
 
     if distributed_type == DistributedType.FSDP and fsdp_version != 2:
         raise InvalidParameterError(
             f"FSDP version {fsdp_version} is not supported: set fsdp_version: 2 in the accelerate config "
             "(configs/accelerate/fsdp.yaml)."
-        )
-    if distributed_type == DistributedType.DEEPSPEED and zero_stage not in (0, 1, 2, 3):
-        raise InvalidParameterError(
-            f"DeepSpeed without a ZeRO stage (got {zero_stage!r}): set zero_stage in the accelerate config "
-            "(configs/accelerate/zero2.yaml or zero3.yaml)."
         )
 
 
