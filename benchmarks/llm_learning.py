@@ -63,7 +63,12 @@ def steps_for(algo: str, overrides: dict[str, object], queries: int) -> int:
 
 
 def run_name(algo: str, queries: int, overrides: dict[str, str]) -> str:
-    extra = "".join(f"_{k}={v}" for k, v in sorted(overrides.items()))
+    """``<algo>_q<queries>[_<field>=<value>...]``; a file path (``dataset=...``) is named by its stem.
+
+    >>> run_name("nash-mp", 3000, {"dataset": "benchmarks/data/prompts_train_large.jsonl", "eval_dataset": "default"})
+    'nash-mp_q3000_dataset=prompts_train_large_eval_dataset=default'
+    """
+    extra = "".join(f"_{k}={Path(v).stem if '/' in v else v}" for k, v in sorted(overrides.items()))
     return f"{algo}_q{queries}{extra}"
 
 

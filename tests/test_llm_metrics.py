@@ -143,3 +143,19 @@ def test_committed_benchmark_logs_read_under_the_current_names() -> None:
         rows = read_log(path)
         assert set(rows[0]) <= set(METRICS), path.name
         assert any(r["eval/win_rate"] for r in rows), path.name
+
+
+def test_benchmark_run_names_are_flat_file_names() -> None:
+    """A run trained on a prompt file (``--set dataset=benchmarks/data/x.jsonl``) is cached under one flat file
+    name, so its log does not land in a folder that does not exist."""
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("llm_learning", ROOT / "benchmarks" / "llm_learning.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = doctest.testmod(module)
+    assert result.attempted >= 1 and result.failed == 0
+    name = module.run_name("nash-prox", 600, {"dataset": "/abs/dir/my prompts.jsonl", "learning_rate": "3e-4"})
+    assert "/" not in name and name == "nash-prox_q600_dataset=my prompts_learning_rate=3e-4"

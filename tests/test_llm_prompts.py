@@ -80,3 +80,25 @@ def test_trainer_trains_on_conversations_with_a_system_prompt(tmp_path: Path) ->
     assert sum("Be brief." in e for e in encoded) == 2  # the pirate conversation keeps its own system turn
     trainer.train()
     assert sorted(set(seen)) == ["Name a fruit.", "Now to three.", "Say hi."]
+
+
+def test_the_benchmarks_large_training_set_never_holds_a_held_out_prompt() -> None:
+    """benchmarks/data/prompts_train_large.jsonl (the default ``train`` split plus 800 prompts written for the
+    prompt-diversity run of docs/llm-benchmarks.md §8 B) is disjoint from the ``test`` split that measures
+    generalisation, and free of duplicates, so its held-out win rates are held out."""
+    import difflib
+    import re
+
+    from nashmp.llm.prompts import default_prompts
+
+    root = Path(__file__).resolve().parents[1]
+    large = load_prompts(root / "benchmarks" / "data" / "prompts_train_large.jsonl")
+    assert len(large) == 972 and large[:172] == default_prompts("train")
+
+    def words(p: object) -> str:
+        return " ".join(re.findall(r"[a-z0-9']+", str(p).lower()))
+
+    assert len({words(p) for p in large}) == len(large)
+    test = [words(p) for p in default_prompts("test")]
+    closest = max(difflib.SequenceMatcher(None, words(p), t).ratio() for p in large[172:] for t in test)
+    assert closest < 0.6, closest
