@@ -13,6 +13,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,27 @@ def _gguf_file() -> Path:
     return path
 
 
+def publish_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Create the folder ``target`` by ``write(tmp)`` into a private temporary folder, then one rename.
+
+    Several processes may convert the offline model at once (two benchmark runs, the ranks of an
+    ``accelerate launch``): each writes its own ``<target>.partial-*`` folder, so none deletes or renames a
+    half-written folder of another, and the first complete one to be renamed wins; the others are dropped.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process renamed its complete copy first
+            if not target.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def offline_model_dir(cache: Path | None = None) -> Path:
     """Folder with SmolLM2-135M-Instruct as float32 safetensors, converting the GGUF on first use (≈ 20 s)."""
     target = (cache or cache_dir()) / "smollm2-135m-instruct"
@@ -81,19 +105,15 @@ def offline_model_dir(cache: Path | None = None) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.generation_config.do_sample = False
-    tmp = target.with_name(target.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    config = json.loads((tmp / "config.json").read_text())
-    config.pop("quantization_config", None)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    if target.exists():  # another process finished first: keep its copy
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.replace(target)
+    def write(folder: Path) -> None:
+        model.save_pretrained(str(folder), safe_serialization=True)
+        tokenizer.save_pretrained(str(folder))
+        config = json.loads((folder / "config.json").read_text())
+        config.pop("quantization_config", None)
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+    publish_folder(target, write)
     return target
 
 
