@@ -43,6 +43,7 @@ def test_concurrent_conversions_publish_one_complete_folder(tmp_path: Path) -> N
     winner = (target / "model.safetensors").read_text().split()[-1]
     assert (target / "config.json").read_text() == f"config of {winner}"  # one writer's complete folder
     assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # no temporary folder is left
+    assert target.stat().st_mode & 0o777 == 0o755  # not mkdtemp's private mode
 
 
 def test_a_failed_conversion_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def publish_folder(target: Path, write: Callable[[Path], None]) -> None:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".partial-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's folder is private (0700); the cache is read as any folder made by mkdir
     try:
         write(tmp)
         try:
