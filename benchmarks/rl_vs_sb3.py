@@ -48,9 +48,11 @@ Hopper-v5 and HalfCheetah-v5, seeds 0-2, mdpo-off vs sac. Runs are scheduled see
 Every finished run writes one **run file**, ``benchmarks/results/rl_vs_sb3/runs/<key>.json`` (a few KB: its row
 of ``rl_vs_sb3_runs.csv``, its evaluation returns, its learning curve and KL series downsampled to 100
 points; meant to be committed), and a run whose file exists is skipped (``--force`` re-runs it). The full-
-resolution result also goes to the uncommitted cache ``runs/rl_vs_sb3/``. The reports are rebuilt from the
-run files alone, plus ``benchmarks/results/rl_vs_sb3/legacy/`` (the rows from before run files, converted
-once with ``--convert-legacy``): ``benchmarks/results/rl_vs_sb3_{runs,summary,curves}.csv``,
+resolution result also goes to the uncommitted cache ``runs/rl_vs_sb3/``. Several suite processes (or
+sessions) on one machine share one plan: each run is claimed by a lock file in the cache (:func:`claim`), so a
+second ``--suite issue12`` process started beside a first one takes the next unclaimed run. The reports are
+rebuilt from the run files alone, plus ``benchmarks/results/rl_vs_sb3/legacy/`` (the rows from before run
+files, converted once with ``--convert-legacy``): ``benchmarks/results/rl_vs_sb3_{runs,summary,curves}.csv``,
 ``rl_vs_sb3.md``, ``rl_vs_sb3_meta.json`` and ``docs/img/rl/rl_vs_sb3_<env>.png`` for every run; with
 ``--suite NAME`` also ``benchmarks/results/rl_vs_sb3_NAME.{md,json}`` (progress, mean ± std, per-seed values,
 one-sided Mann-Whitney U of each MDPO variant against PPO, median KL per iteration) and
@@ -61,13 +63,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import math
 import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -353,8 +356,33 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_one(task: dict[str, Any]) -> dict[str, Any]:
-    """One (env, algo, seed) run; writes its full result to the cache and its run file to ``runs_dir``."""
+@contextlib.contextmanager
+def claim(task: dict[str, Any]) -> Iterator[bool]:
+    """Hold ``task`` for this process while the block runs; yields False when it is not ours to run.
+
+    Not ours: another live process holds its lock, or its run file exists (written by another process since
+    this one planned) and ``task["force"]`` is not set. The lock is ``flock`` on ``<cache>/claims/<key>.lock``,
+    which the kernel releases when its holder exits or is killed: a stopped session leaves no stale claim.
+    """
+    path = Path(task["cache"]) / "claims" / f"{task['key']}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield bool(task.get("force")) or not (Path(task["runs_dir"]) / f"{task['key']}.json").is_file()
+
+
+def run_one(task: dict[str, Any]) -> dict[str, Any] | None:
+    """One (env, algo, seed) run, or None when :func:`claim` says it is not ours; writes its full result to the
+    cache and its run file to ``runs_dir``."""
+    with claim(task) as ours:
+        return _run_one(task) if ours else None
+
+
+def _run_one(task: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -365,7 +393,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     res = train(algo, env_id, steps, seed, every, episodes, task.get("learning_starts"))
     family, library, label = algo_info(algo)
     out = {
-        **{k: v for k, v in task.items() if k not in ("cache", "runs_dir")},
+        **{k: v for k, v in task.items() if k not in ("cache", "runs_dir", "force")},
         "family": family,
         "library": library,
         "label": label,
@@ -480,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan = plan_tasks(cells, episodes, ls, dirs)
 
     if not args.report_only:
-        tasks = [t for t in plan if args.force or not (runs_dir / f"{t['key']}.json").is_file()]
+        tasks = [dict(t, force=args.force) for t in plan if args.force or not (runs_dir / f"{t['key']}.json").is_file()]
         if args.workers > 1 and not args.suite:
             tasks.sort(key=lambda t: -nominal_cost(t))  # stable: the algorithms stay interleaved
         tasks = tasks[: args.max_runs] if args.max_runs is not None else tasks
@@ -488,7 +516,10 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{args.workers} workers; run files in {runs_dir}", flush=True)  # fmt: skip
         t0 = time.perf_counter()
 
-        def done(i: int, r: dict[str, Any]) -> None:
+        def done(i: int, r: dict[str, Any] | None) -> None:
+            if r is None:
+                print(f"[{i}/{len(tasks)}] skipped: another process holds or has finished it", flush=True)
+                return
             print(
                 f"[{i}/{len(tasks)} {time.perf_counter() - t0:7.0f}s] {r['env']} {r['algo']} seed {r['seed']} "
                 f"{r['steps_done']:,} steps: eval {r['eval_mean']:.1f} ± {r['eval_std']:.1f}, "

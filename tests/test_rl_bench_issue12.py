@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,51 @@ def test_algorithm_names() -> None:
     for bad in ("mdpo:nope", "ppo:tuned", "a2c"):
         with pytest.raises(Exception, match="algorithm|presets"):
             rl_vs_sb3.check_algo(bad)
+
+
+def test_claim_holds_a_run_for_one_process_and_dies_with_it(tmp_path: Path) -> None:
+    task = {"cache": str(tmp_path / "cache"), "runs_dir": str(tmp_path / "runs"), "key": "k"}
+    with rl_vs_sb3.claim(task) as first:
+        assert first
+        with rl_vs_sb3.claim(task) as second:  # another open file: flock treats it as another process
+            assert not second
+    with rl_vs_sb3.claim(task) as again:  # released when the holder's block ends
+        assert again
+
+    lock = tmp_path / "cache" / "claims" / "k.lock"
+    with subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    ) as holder:  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            with rl_vs_sb3.claim(task) as ours:
+                assert not ours
+        finally:
+            holder.kill()  # a killed session
+            holder.wait()
+    with rl_vs_sb3.claim(task) as ours:  # leaves no stale claim
+        assert ours
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "k.json").write_text("{}")  # another process finished it since this one planned
+    with rl_vs_sb3.claim(task) as ours:
+        assert not ours
+    with rl_vs_sb3.claim(dict(task, force=True)) as ours:  # --force re-runs it
+        assert ours
+
+
+def test_a_run_another_process_holds_is_left_to_it(tmp_path: Path, capsys: Any) -> None:
+    dirs = {"cache": str(tmp_path / "cache"), "runs_dir": str(tmp_path / "runs")}
+    plan = rl_vs_sb3.plan_tasks([("on-policy", ["Pendulum-v1"], ["mdpo"], 4096, 2)], 2, 1_000, dirs)
+    held = plan[1]
+    with rl_vs_sb3.claim(held) as ours:
+        assert ours
+        _main(tmp_path, ["mdpo"])
+    out = capsys.readouterr().out
+    assert "0 of 2 planned runs have run files; 2 to do" in out and "skipped: another process holds" in out
+    assert sorted(p.stem for p in (tmp_path / "runs").glob("*.json")) == [plan[0]["key"]]
+    _main(tmp_path, ["mdpo"])  # released: the next process runs it
+    assert "1 of 2 planned runs have run files; 1 to do" in capsys.readouterr().out
+    assert sorted(p.stem for p in (tmp_path / "runs").glob("*.json")) == sorted(t["key"] for t in plan)
