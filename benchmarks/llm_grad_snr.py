@@ -20,6 +20,7 @@ Run for the committee at the training settings and, as a contrast, for the learn
 preference of docs/llm-benchmarks.md §8 D (8 new tokens), which the trainer learns in 480 queries::
 
     .venv/bin/python benchmarks/llm_grad_snr.py      # results in benchmarks/results/llm_grad_snr.{md,json}
+    .venv/bin/python benchmarks/llm_grad_snr.py --settings committee-96 --prompts 64   # adds (replaces) one row
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ OUT = ROOT / "benchmarks" / "results"
 SETTINGS = {  # name → NashMPConfig fields: the training oracle and its completion length
     "committee": {"oracle": "committee", "max_new_tokens": 48},
     "starts-with": {"oracle": "starts-with:The", "max_new_tokens": 8},
+    "committee-96": {"oracle": "committee", "max_new_tokens": 96},  # answers can end (§8 B, 96 new tokens)
 }
 
 
@@ -131,27 +133,35 @@ def main() -> None:
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {list(SETTINGS)}")
     ap.add_argument("--prompts", type=int, default=128, help="training prompts (a multiple of the batch, 4)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true", help="rebuild the markdown from the JSON file")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    rows = [gradient_snr(name, args.prompts, args.seed) for name in args.settings.split(",")]
-    result = {"rows": rows, "command": command_line(), "loadavg": os.getloadavg()}
+    path = OUT / "llm_grad_snr.json"
+    previous = json.loads(path.read_text()) if path.exists() else {"rows": [], "commands": []}
+    rows = {r["setting"]: r for r in previous["rows"]}  # a run replaces the rows of the settings it measured
+    for name in [] if args.report_only else args.settings.split(","):
+        rows[name] = {**gradient_snr(name, args.prompts, args.seed), "loadavg": os.getloadavg()}
+    rows = {name: rows[name] for name in SETTINGS if name in rows}
+    commands = previous.get("commands", []) + ([] if args.report_only else [command_line()])
+    result = {"rows": list(rows.values()), "commands": commands}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "llm_grad_snr.json").write_text(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1))
     lines = ["# Gradient signal-to-noise of one prompt's self-play step at π_ref (SmolLM2-135M, LoRA defaults)", "",
              "| oracle | new tokens | prompts | advantage std | signal ‖μ‖² | noise tr Σ (one prompt) | prompts per step "
              "for SNR 1 | split-half cosine | per weight: median prompts for SNR 1 | weights with |mean| > 2 s.e. |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in rows:
+    for r in result["rows"]:
         lines.append(
             f"| {r['oracle']} | {r['max_new_tokens']} | {r['prompts']} | {r['advantage_std']:.3f} | "
             f"{r['signal_sq']:.3g} | {r['noise_trace']:.3g} | {r['prompts_for_snr1']:.3g} | "
             f"{r['split_half_cosine']:.3f} | {r['per_weight_prompts_for_snr1_median']:.3g} | "
             f"{r['per_weight_share_significant']:.3f} |"
         )
-    lines.append(f"\nk = 4 completions per prompt; load average {result['loadavg'][0]:.2f}; "
-                 f"wall {sum(r['wall_s'] for r in rows) / 60:.1f} min.")  # fmt: skip
+    lines.append("\nk = 4 completions per prompt. Load average and wall per row: " + "; ".join(
+        f"{r['setting']} {r['loadavg'][0]:.2f}, {r['wall_s'] / 60:.1f} min" for r in result["rows"]) + ".")  # fmt: skip
+    lines.append("Commands: " + "; ".join(f"`{c}`" for c in result["commands"]) + ".")
     (OUT / "llm_grad_snr.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
