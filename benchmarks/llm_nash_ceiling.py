@@ -5,6 +5,7 @@ win rate of 0.65 against π_ref; this measures what the trainer's *target*, π*_
 that converged could be told apart from one that did not learn::
 
     .venv/bin/python benchmarks/llm_nash_ceiling.py    # results in benchmarks/results/llm_nash_ceiling.{md,json}
+    .venv/bin/python benchmarks/llm_nash_ceiling.py --max-new-tokens 96   # ..._tokens96.{md,json}
 
 For each of ``--prompts`` held-out prompts, 2m completions of π_ref at the training settings (T = 0.7,
 48 new tokens) and the committee's preference between every pair. The first m samples are the support
@@ -132,10 +133,11 @@ def main() -> None:
               "samples": [{"prompt": x, "completions": ys, "P": mat.round(6).tolist()}
                           for x, ys, mat in zip(prompts, texts, mats, strict=True)]}  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "llm_nash_ceiling.json").write_text(json.dumps(result, indent=1))
+    stem = "llm_nash_ceiling" + ("" if args.max_new_tokens == 48 else f"_tokens{args.max_new_tokens}")
+    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=1))
     names = {"nash": "π*_β (Nash)", "best_response": "best response to π_ref", "best_of_m": f"best of {args.m}"}
     lines = [f"# What π*_β wins against π_ref ({args.oracle}, {args.prompts} held-out prompts, support {args.m}, "
-             f"judged against {args.m} unseen samples of π_ref)", "",
+             f"judged against {args.m} unseen samples of π_ref, {args.max_new_tokens} new tokens)", "",
              "| β | policy | P(π ≻ π_ref) | ± s.e. | KL(π‖π_ref) |", "|---:|---|---:|---:|---:|"]  # fmt: skip
     for beta, rows in table.items():
         for name, r in rows.items():
@@ -145,7 +147,7 @@ def main() -> None:
             lines.append(f"| {beta if name != 'best_of_m' else '—'} | {label} | {r['win_rate']:.3f} | "
                          f"{r['se']:.3f} | {r['kl']:.2f} |")  # fmt: skip
     lines.append(f"\nwall {result['wall_s'] / 60:.1f} min, load average {result['loadavg'][0]:.2f}")
-    (OUT / "llm_nash_ceiling.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
