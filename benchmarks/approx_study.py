@@ -73,21 +73,16 @@ from _approx_report import (  # noqa: E402  (the report module: settings, CSV fo
 
 # ----------------------------------------------------------------------------------------------- workers
 #: The study's recipe labels and its ``mixture`` column predate the one online family (``nashmp.online``),
-#: and its CSV files and tables keep them; runs translate them to today's names.
-CURRENT_RECIPE = {
-    "faithful": "nash-mp-faithful",
-    "practical": "nash-mp",
-    "nash-md-pg": "nash-md",
-    "online-ipo": "online-ipo",
-    "egpo": "egpo",
-}
+#: and its CSV files and tables keep them; runs translate them to today's names (``FORMER_NAMES``).
 CURRENT_FIELD = {"mixture": "mixture_coef"}
 
 
 def current_params(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` (study labels) as ``ApproxConfig`` fields of today."""
+    from nashmp.approx.recipes import FORMER_NAMES
+
     out = {CURRENT_FIELD.get(k, k): v for k, v in params.items()}
-    out["recipe"] = CURRENT_RECIPE[params["recipe"]]
+    out["recipe"] = FORMER_NAMES.get(params["recipe"], params["recipe"])
     return out
 
 

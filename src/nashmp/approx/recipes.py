@@ -47,11 +47,11 @@ from ..oracles import GameOracle, NoisyOracle, PreferenceOracle
 from .losses import exact_prox_objective, ipo_loss, sampled_prox_loss
 from .policies import Policy, make_policy, sample
 
-__all__ = ["RECIPES", "ApproxConfig", "ApproxLearner"]
+__all__ = ["FORMER_NAMES", "RECIPES", "ApproxConfig", "ApproxLearner"]
 
 RECIPES = tuple(FAMILY)
-#: the approximate layer's former recipe names
-_OLD_NAMES = {"practical": "nash-mp", "faithful": "nash-mp-faithful", **ALIASES}
+#: the approximate layer's former recipe names → today's (accepted with a ``FutureWarning``)
+FORMER_NAMES = {"practical": "nash-mp", "faithful": "nash-mp-faithful", **ALIASES}
 _CHOICES = {
     "optimizer": ("adam", "sgd"),
     "gradient": ("sampled", "exact"),
@@ -108,10 +108,10 @@ class ApproxConfig:
     """torch intra-op threads during the run (1 is fastest for these small tensors; None: leave torch's)."""
 
     def __post_init__(self) -> None:
-        if self.recipe in _OLD_NAMES:
+        if self.recipe in FORMER_NAMES:
             import warnings
 
-            new = _OLD_NAMES[self.recipe]
+            new = FORMER_NAMES[self.recipe]
             warnings.warn(f"recipe {self.recipe!r} is now called {new!r}", FutureWarning, stacklevel=2)
             self.recipe = new
         if self.recipe not in RECIPES:

@@ -145,23 +145,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_approx(args: argparse.Namespace) -> int:
-    from ..approx.recipes import _OLD_NAMES, RECIPES
+    from ..approx.recipes import FORMER_NAMES, RECIPES
     from .approx import approx_compare
 
     game = _game_from_args(args)
     recipes = [r.strip() for r in args.recipe.split(",") if r.strip()]
     if not recipes:
         raise CLIError(f"--recipe names no recipe; choose from {list(RECIPES)}")
-    old = [r for r in recipes if r in _OLD_NAMES]
+    old = [r for r in recipes if r in FORMER_NAMES]
     if old:
         import warnings
 
-        warnings.warn(f"recipe name(s) {old} are now {[_OLD_NAMES[r] for r in old]}", FutureWarning, stacklevel=1)
-        recipes = [_OLD_NAMES.get(r, r) for r in recipes]
+        warnings.warn(f"recipe name(s) {old} are now {[FORMER_NAMES[r] for r in old]}", FutureWarning, stacklevel=1)
+        recipes = [FORMER_NAMES.get(r, r) for r in recipes]
     unknown = [r for r in recipes if r not in RECIPES]
     if unknown:
         raise CLIError(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
-    params = {_OLD_NAMES.get(k, k): v for k, v in parse_params(args.param).items()}
+    params = {FORMER_NAMES.get(k, k): v for k, v in parse_params(args.param).items()}
     check_param_targets(params, recipes, "recipe")  # a --param for a recipe that is not run would be ignored
     import dataclasses
 
