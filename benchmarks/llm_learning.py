@@ -101,6 +101,8 @@ def train_worker(args: argparse.Namespace) -> None:
     summary = {"name": args.name, "algorithm": args.algo, "overrides": overrides, "steps": steps,
                "queries": int(last["charts/queries"]), "completions": int(last["charts/completions"]),
                "wall_s": time.time() - start, "loadavg": os.getloadavg(), "final": str(work / "final"),
+               # a resumed run's wall_s covers this process only; the steps' own seconds cover the whole run
+               "step_s": sum(float(r.get("charts/seconds") or 0.0) for r in trainer.history),
                "config": run_defining(cfg.to_dict())}  # fmt: skip
     (OUT / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
 
@@ -261,8 +263,9 @@ def main() -> None:
     )
     lines = [f"# Learning at equal preference queries (SmolLM2-135M, LoRA, training oracle {run_oracle(args)})", ""]
     for n, s in summaries.items():
+        steps_min = f" ({s['step_s'] / 60:.1f} min in its steps, resumes included)" if "step_s" in s else ""
         lines.append(f"- {n}: {s['steps']} steps, {s['queries']} queries, {s['completions']} completions, "
-                     f"{s['wall_s'] / 60:.1f} min")  # fmt: skip
+                     f"{s['wall_s'] / 60:.1f} min{steps_min}")  # fmt: skip
     for judge_name, r in result.items():
         lines += ["", f"## Judge: {judge_name}", "", str(r["markdown"])]  # type: ignore[index]
     (ROOT / "benchmarks" / "results" / f"{stem}.md").write_text("\n".join(lines) + "\n")
