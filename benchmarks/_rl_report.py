@@ -36,7 +36,7 @@ WARMUP = {"mdpo": 0, "ppo": 0, "trpo": 0, "mdpo-off": 10_000, "sac": 100}  # def
 ROW_KEYS = ("env", "family", "algo", "library", "steps", "seed", "steps_done", "eval_mean", "eval_std",
             "eval_episodes", "sps", "learning_starts", "steady_sps", "train_wall_s", "eval_wall_s",
             "train_episodes", "started", "loadavg_end_1min")  # fmt: skip
-COLORS = {"mdpo": "tab:blue", "mdpo:release": "tab:green", "mdpo:tuned": "tab:purple", "ppo": "tab:orange",
+COLORS = {"mdpo": "tab:blue", "mdpo:release": "tab:green", "mdpo:release-run-budget": "tab:purple", "ppo": "tab:orange",
           "trpo": "tab:red", "mdpo-off": "tab:blue", "sac": "tab:orange"}  # fmt: skip
 EXTRA_COLORS = ["tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
 

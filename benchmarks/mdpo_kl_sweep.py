@@ -1,6 +1,6 @@
 r"""KL(π_{k+1}‖π_k) per iteration of on-policy MDPO for a grid of step settings, next to SB3 PPO on the same data.
 
-Issue 12 diagnosed that with the defaults (m = 10 full-batch Adam steps, lr 3e-4) an MDPO iteration moves the
+Issue 12 diagnosed that with the then defaults (m = 10 full-batch Adam steps, lr 3e-4) an MDPO iteration moves the
 policy by a median KL of ~1e-3, a tenth of what PPO's clipped update moves it, so the KL weight 1/t_k does
 not bind. This script measures that step for each setting cheaply, without training to the end:
 
@@ -23,6 +23,10 @@ not bind. This script measures that step for each setting cheaply, without train
    same advantages and the same starting policy, so the ratio of the two KLs is the ratio of the two
    update rules and nothing else; a separate PPO run would also differ by its data and by its policy after
    k iterations of its own. SB3's code does the update, so no PPO is re-implemented here.
+
+Every setting but ``tuned`` is a set of fields on top of the release's step with K from the run's budget
+(preset ``release-run-budget``: the defaults when this sweep ran, before it chose new ones), so the names
+mean what they meant then; ``tuned`` is that preset (since 2026-12-07, the defaults).
 
 Summaries pool the iterations of all seeds: median and inter-quartile range (25 %–75 %) of the KL per
 iteration, the median of the per-iteration ratio MDPO/PPO, and the mean log-std change over the 10
@@ -57,9 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 NAME = "mdpo_kl_sweep"
-#: setting name → MDPOConfig fields ("tuned" is read from presets.json instead)
+#: setting name → MDPOConfig fields over the preset release-run-budget ("tuned" is read from presets.json instead)
 SETTINGS: dict[str, dict[str, Any]] = {
-    "defaults": {},  # lr 3e-4, m 10: also the grid's lr 3e-4 × m 10 cell
+    "defaults": {},  # the defaults until 2026-12-07 (lr 3e-4, m 10): also the grid's lr 3e-4 × m 10 cell
     "lr3e-4_m20": {"lr": 3e-4, "sgd_steps": 20},
     "lr1e-3_m10": {"lr": 1e-3, "sgd_steps": 10},
     "lr1e-3_m20": {"lr": 1e-3, "sgd_steps": 20},
@@ -78,11 +82,18 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def setting_fields(name: str, env_id: str) -> dict[str, Any]:
-    if name == "tuned":
-        from nashmp.rl.presets import preset_params
+    """The fields a setting names (what the report shows): the tuned preset's, or those over the base step."""
+    from nashmp.rl.presets import preset_params
 
-        return preset_params("mdpo", "tuned", env_id)
-    return dict(SETTINGS[name])
+    return preset_params("mdpo", "tuned", env_id) if name == "tuned" else dict(SETTINGS[name])
+
+
+def setting_config(name: str, env_id: str, **fields: Any) -> Any:
+    """The MDPOConfig of a setting: the release's step with K from the run's budget, then its fields."""
+    from nashmp.rl.mdpo import MDPOConfig
+
+    base = [] if name == "tuned" else ["release-run-budget"]
+    return MDPOConfig.from_preset(base, **setting_fields(name, env_id), env_id=env_id, **fields)
 
 
 def _sb3_state(agent: Any) -> dict[str, Any]:
@@ -147,11 +158,11 @@ def run_one(env_id: str, setting: str, seed: int, args: argparse.Namespace) -> d
     import gymnasium as gym
     import torch
 
-    from nashmp.rl.mdpo import MDPO, MDPOConfig
+    from nashmp.rl.mdpo import MDPO
 
     torch.set_num_threads(1)
     fields = setting_fields(setting, env_id)
-    cfg = MDPOConfig(**{**fields, "env_id": env_id, "seed": seed, "total_steps": args.budget, "n_steps": args.n_steps})
+    cfg = setting_config(setting, env_id, seed=seed, total_steps=args.budget, n_steps=args.n_steps)
     agent = MDPO(cfg)
     # a late-run probe: the counters (hence t_k and the annealing) as at that fraction of the run, the policy fresh
     agent.progress.iteration = int(args.start_fraction * agent.num_iterations)
@@ -216,7 +227,7 @@ def report(data: dict[str, Any]) -> str:
         kl = f"{s['kl'][0]:.2e} [{s['kl'][1]:.1e}, {s['kl'][2]:.1e}]"
         ppo = f"{s['ppo_kl'][0]:.2e} [{s['ppo_kl'][1]:.1e}, {s['ppo_kl'][2]:.1e}]" if "ppo_kl" in s else "—"
         ratio = f"{s['ratio'][0]:.2g}" if "ratio" in s else "—"
-        fields = ", ".join(f"{k}={v}" for k, v in entries[0]["fields"].items()) or "(MDPOConfig())"
+        fields = ", ".join(f"{k}={v}" for k, v in entries[0]["fields"].items()) or "(none)"
         table.append([env, f"{frac:g}", setting, fields, len(s["seeds"]), f"{min(weights):.3g}–{max(weights):.3g}",
                       kl, ppo, ratio, f"{s['dlog_std_total']:+.3f}",
                       f"{s.get('ppo_dlog_std_total', float('nan')):+.3f}",
@@ -224,7 +235,9 @@ def report(data: dict[str, Any]) -> str:
     loads = sorted({tuple(round(x, 2) for x in e["loadavg"]) for e in data["entries"].values()})
     return (
         "# On-policy MDPO: KL per iteration by setting, next to SB3 PPO on the same data\n\n"
-        "Written by `benchmarks/mdpo_kl_sweep.py` (protocol in its docstring). Each row: "
+        "Written by `benchmarks/mdpo_kl_sweep.py` (protocol in its docstring). A setting's fields apply over the "
+        "preset `release-run-budget` (the defaults until 2026-12-07); `tuned` is that preset (the defaults since). "
+        "Each row: "
         "`--iterations` iterations of 2048 steps of a 1M-step run's config, from its start (run fraction 0) "
         "or with the iteration counter started at that fraction of the run (t_k and annealing as late in the "
         "run; the policy fresh); KL(π_{k+1}‖π_k) analytic, mean over the batch; median [25 %, 75 %] over the "

@@ -2,9 +2,10 @@ r"""nashmp MDPO vs Stable-Baselines3 (PPO, TRPO, SAC) on the same environments, 
 
 What is measured, per environment and seed (every run in its own process):
 
-* **on-policy**: nashmp ``MDPO`` (our defaults: 1 env, n_steps 2048, m = 10 full-batch Adam steps, lr 3e-4,
-  eps 1e-5, KL weight 1/t_k with t_k = 1 − (k−1)/K and K = budget/2048, critic 5 epochs × minibatch 128 with
-  value clip 0.2, GAE(0.99, 0.95), grad-norm clip 0.5, 64-64 tanh, obs + reward normalisation with γ = 0.99)
+* **on-policy**: nashmp ``MDPO`` (our defaults: 1 env, n_steps 2048, m = 10 full-batch Adam steps, lr 1e-3
+  adapted on the measured KL per iteration (target 0.01), eps 1e-5, KL weight min(1/t_k, 2) with
+  t_k = 1 − (k−1)/K and K = budget/2048, critic lr 3e-4, 5 epochs × minibatch 128 with value clip 0.2,
+  GAE(0.99, 0.95), grad-norm clip 0.5, 64-64 tanh, obs + reward normalisation with γ = 0.99, clipped at ±10)
   against SB3 ``PPO("MlpPolicy")`` with SB3 defaults (1 env, n_steps 2048, batch 64, 10 epochs, lr 3e-4,
   clip 0.2, GAE(0.99, 0.95), ent_coef 0, vf_coef 0.5, grad-norm clip 0.5, 64-64 tanh, ortho init) wrapped
   in ``VecNormalize(norm_obs=True, norm_reward=True, gamma=0.99)`` (clip_obs = clip_reward = 10, SB3's defaults).
@@ -27,7 +28,7 @@ cost interleaved) and the **learning curve**: the mean return of the last 10 fin
 (ddof = 1) over seeds of the per-seed evaluation mean.
 
 Algorithms: ``mdpo`` (MDPOConfig defaults), ``mdpo:<preset>`` (``MDPOConfig.from_preset(<preset>)``, any preset
-of src/nashmp/rl/presets.json, e.g. ``mdpo:release``, ``mdpo:tuned``), ``ppo``, ``trpo`` (sb3-contrib
+of src/nashmp/rl/presets.json, e.g. ``mdpo:release``, ``mdpo:release-run-budget``), ``ppo``, ``trpo`` (sb3-contrib
 ``TRPO("MlpPolicy")`` defaults, same ``VecNormalize`` as PPO), ``mdpo-off[:<preset>]``, ``sac``. Every run also
 records its **KL per iteration**: MDPO's ``losses/approx_kl`` (exact KL(π_{k+1}‖π_k) after the update), PPO's
 ``train/approx_kl`` and TRPO's ``train/kl_divergence_loss`` (read from the SB3 logger by a callback).
@@ -37,18 +38,20 @@ Commands (from the repository root)::
     .venv/bin/python benchmarks/rl_vs_sb3.py --suite issue12 --workers 1   # the issue-12 table; resumes
     .venv/bin/python benchmarks/rl_vs_sb3.py --suite issue12 --report-only # rebuild it from the run files
     .venv/bin/python benchmarks/rl_vs_sb3.py --quick              # smoke test (~1 min) into runs/rl_vs_sb3_quick/
-    .venv/bin/python benchmarks/rl_vs_sb3.py --envs HalfCheetah-v5 --onpolicy-steps 100000 --algos mdpo mdpo:tuned ppo
+    .venv/bin/python benchmarks/rl_vs_sb3.py --envs HalfCheetah-v5 --onpolicy-steps 100000 --algos mdpo mdpo:release ppo
     .venv/bin/python benchmarks/rl_vs_sb3.py --report-only        # rebuild the all-runs tables/plots
 
 ``--suite issue12``: on-policy 1M steps (999,424: whole iterations) on HalfCheetah-v5, Hopper-v5, Walker2d-v5,
-seeds 0-4, mdpo, mdpo:release, mdpo:tuned, ppo, trpo (if sb3-contrib imports); off-policy 100k steps on
+seeds 0-4, mdpo, mdpo:release, mdpo:release-run-budget, ppo, trpo (if sb3-contrib imports); off-policy 100k steps on
 Hopper-v5 and HalfCheetah-v5, seeds 0-2, mdpo-off vs sac. Runs are scheduled seed-major (seed 0 of every
 (env, algorithm) cell, then seed 1, ...), so a partial table stays balanced.
 
 Every finished run writes one **run file**, ``benchmarks/results/rl_vs_sb3/runs/<key>.json`` (a few KB: its row
 of ``rl_vs_sb3_runs.csv``, its evaluation returns, its learning curve and KL series downsampled to 100
 points; meant to be committed), and a run whose file exists is skipped (``--force`` re-runs it). The full-
-resolution result also goes to the uncommitted cache ``runs/rl_vs_sb3/``. Several suite processes (or
+resolution result also goes to the uncommitted cache ``runs/rl_vs_sb3/``. A nashmp run file records its
+config; one whose config is no longer what its algorithm name builds (the defaults or a preset changed) is
+**stale**: it is left out of the reports, named, and run again (:func:`is_current`). Several suite processes (or
 sessions) on one machine share one plan: each run is claimed by a lock file in the cache (:func:`claim`), so a
 second ``--suite issue12`` process started beside a first one takes the next unclaimed run. The reports are
 rebuilt from the run files alone, plus ``benchmarks/results/rl_vs_sb3/legacy/`` (the rows from before run
@@ -105,20 +108,22 @@ KL_KEYS = ("train/approx_kl", "train/kl_divergence_loss")  # SB3 PPO, sb3-contri
 # --suite NAME: the planned runs, as (family, envs, algos, steps, seeds); scheduled seed-major (see plan_tasks)
 SUITES: dict[str, list[tuple[str, list[str], list[str], int, int]]] = {
     "issue12": [
-        ("on-policy", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], ["mdpo", "mdpo:release", "mdpo:tuned", "ppo", "trpo"],
+        ("on-policy", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], ["mdpo", "mdpo:release", "mdpo:release-run-budget", "ppo",
+         "trpo"],
          1_000_000, 5),
         ("off-policy", ["Hopper-v5", "HalfCheetah-v5"], ["mdpo-off", "sac"], 100_000, 3),
     ],
 }  # fmt: skip
 
 HYPERPARAMETERS = {
-    "mdpo": "nashmp MDPOConfig defaults: num_envs 1, n_steps 2048, sgd_steps m=10 (full batch), lr 3e-4 (Adam eps 1e-5), "
-    "KL weight 1/t_k, t_k = 1-(k-1)/K, K = budget//2048, vf 5 epochs x mb 128, vf_lr 3e-4, value clip 0.2, "
-    "GAE(0.99, 0.95), grad clip 0.5, 64-64 tanh, gymnasium NormalizeObservation + NormalizeReward(gamma 0.99)",
+    "mdpo": "nashmp MDPOConfig defaults: num_envs 1, n_steps 2048, sgd_steps m=10 (full batch), lr 1e-3 (Adam eps 1e-5) "
+    "adapted on the measured KL per iteration (kl_target 0.01, within [1e-6, 1e-2]), KL weight min(1/t_k, 2), "
+    "t_k = 1-(k-1)/K, K = budget//2048, vf 5 epochs x mb 128, vf_lr 3e-4, value clip 0.2, GAE(0.99, 0.95), grad "
+    "clip 0.5, 64-64 tanh, gymnasium NormalizeObservation + NormalizeReward(gamma 0.99), both clipped at +-10",
     "mdpo:<preset>": "MDPOConfig.from_preset('<preset>', env_id=..., total_steps=..., seed=..., torch_threads=1): "
     "the defaults overridden by the preset's fields in src/nashmp/rl/presets.json (tabulated in docs/rl.md); "
-    "release: schedule_steps 10M (t_k from a 10M-step budget), the rest as the defaults; tuned: lr 1e-3, "
-    "kl_target 0.01, kl_weight_max 2, clip_obs = clip_reward = 10",
+    "release: lr 3e-4 constant, 1/t_k uncapped with K from a 10M-step budget, no clipping; release-run-budget: "
+    "the same with K from the run's budget (the defaults until 2026-12-07); tuned: the defaults spelled out",
     "ppo": "SB3 PPO('MlpPolicy') defaults: n_envs 1, n_steps 2048, batch_size 64, n_epochs 10, lr 3e-4, clip 0.2, "
     "GAE(0.99, 0.95), ent_coef 0, vf_coef 0.5, max_grad_norm 0.5, 64-64 tanh, ortho init, log_std_init 0; "
     "VecNormalize(norm_obs, norm_reward, gamma 0.99, clip_obs 10, clip_reward 10)",
@@ -218,22 +223,87 @@ def _eval_loop(env_id: str, act: Callable[[np.ndarray], np.ndarray], episodes: i
     return np.asarray(out)
 
 
+def nashmp_config(algo: str, env_id: str, steps: int, seed: int, ls: int | None) -> Any:
+    """The MDPOConfig / MDPOOffConfig that a run of ``algo`` (``mdpo[:preset]``, ``mdpo-off[:preset]``) trains."""
+    from nashmp.rl.mdpo import MDPOConfig
+    from nashmp.rl.mdpo_off import MDPOOffConfig
+
+    base, _, preset = algo.partition(":")
+    fields: dict[str, Any] = {"env_id": env_id, "total_steps": steps, "seed": seed, "torch_threads": 1}
+    cls: Any = MDPOConfig if base == "mdpo" else MDPOOffConfig
+    if base != "mdpo" and ls is not None:
+        fields["learning_starts"] = ls
+    return cls.from_preset(preset, **fields) if preset else cls(**fields)
+
+
+def recorded_config(algo: str, cfg: Any) -> dict[str, Any]:
+    """What a run file records of ``cfg``: its preset and its scalar fields."""
+    import dataclasses
+
+    scalars = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float | str | bool | None)}
+    return {"preset": algo.partition(":")[2] or None, **scalars}
+
+
+def is_current(record: dict[str, Any]) -> bool:
+    """False for a **stale** nashmp run file: its recorded config is not the one its algorithm name builds today
+    (the defaults or a preset changed since it ran), so its numbers no longer belong to that name. SB3 runs
+    and files without a config (legacy rows) are taken as they are."""
+    if algo_info(record["algo"])[1] != "nashmp" or record.get("config") is None:
+        return True
+    cfg = nashmp_config(record["algo"], record["env"], record["steps"], record["seed"], record.get("learning_starts"))
+    return recorded_config(record["algo"], cfg) == record["config"]
+
+
+def current_run_file(task: dict[str, Any]) -> bool:
+    """Whether ``task`` has a run file that is not stale (:func:`is_current`)."""
+    path = Path(task["runs_dir"]) / f"{task['key']}.json"
+    return path.is_file() and is_current(json.loads(path.read_text()))
+
+
+def rename_algo(folders: Sequence[Path | None], old: str, new: str) -> int:
+    """Rename the run files of ``old`` to ``new`` (key, file, algorithm, label, recorded preset), for when the
+    defaults change and the runs keep their numbers under the name that now builds their config. A recorded
+    config must equal the one ``new`` builds, field for field apart from the preset name (else nothing is
+    renamed); a file without one (a legacy row) is renamed and says so in its ``source``. Returns the count."""
+    moves = []
+    for folder in folders:
+        for path in sorted(folder.glob("*.json")) if folder is not None and folder.is_dir() else []:
+            record = json.loads(path.read_text())
+            if record["algo"] != old:
+                continue
+            key = run_key(record["env"], new, record["steps"], record["seed"], record["eval_episodes"],
+                          None if record["learning_starts"] == warmup_of({"algo": old}) else record["learning_starts"])  # fmt: skip
+            if key == record["key"] or (folder / f"{key}.json").exists():
+                raise SystemExit(f"cannot rename {path.name}: {key}.json exists or is the same file")
+            if record.get("config") is not None:
+                built = recorded_config(new, nashmp_config(new, record["env"], record["steps"], record["seed"],
+                                                           record.get("learning_starts")))  # fmt: skip
+                differ = sorted(k for k in built.keys() | record["config"].keys()
+                                if k != "preset" and built.get(k) != record["config"].get(k))  # fmt: skip
+                if differ:
+                    raise SystemExit(f"cannot rename {path.name} to {new!r}: its config differs in {differ}")
+                record["config"] = {**record["config"], "preset": built["preset"]}
+            else:
+                record["source"] = f"{record.get('source', '')}; renamed from {old!r} (no recorded config)"
+            moves.append((path, {**record, "key": key, "algo": new, "label": algo_info(new)[2]}))
+    for path, record in moves:
+        write_record(record, path.parent)
+        path.unlink()
+    return len(moves)
+
+
 def _train_nashmp(
     algo: str, env_id: str, steps: int, seed: int, every: int, episodes: int, ls: int | None
 ) -> dict[str, Any]:
     from nashmp.rl.mdpo import MDPO, MDPOConfig
-    from nashmp.rl.mdpo_off import MDPOOff, MDPOOffConfig
+    from nashmp.rl.mdpo_off import MDPOOff
 
-    base, _, preset = algo.partition(":")
-    fields: dict[str, Any] = {"env_id": env_id, "total_steps": steps, "seed": seed, "torch_threads": 1}
-    if base == "mdpo":
-        cfg: Any = MDPOConfig.from_preset(preset, **fields) if preset else MDPOConfig(**fields)
+    cfg = nashmp_config(algo, env_id, steps, seed, ls)
+    if isinstance(cfg, MDPOConfig):
         agent: Any = MDPO(cfg)
         start = time.perf_counter()
         history = agent.learn()
     else:
-        fields |= {} if ls is None else {"learning_starts": ls}
-        cfg = MDPOOffConfig.from_preset(preset, **fields) if preset else MDPOOffConfig(**fields)
         agent = MDPOOff(cfg)
         start = time.perf_counter()
         history = agent.learn(log_every=every)
@@ -245,9 +315,6 @@ def _train_nashmp(
     kl = [(int(h["global_step"]), float(h["losses/approx_kl"])) for h in history if "losses/approx_kl" in h]
     t0 = time.perf_counter()
     returns = agent.evaluate(episodes, seed=EVAL_SEED)
-    import dataclasses
-
-    config = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float | str | bool | None)}
     return {
         "steps_done": int(agent.progress.global_step),
         "train_wall_s": wall,
@@ -257,7 +324,7 @@ def _train_nashmp(
         "eval_returns": [float(x) for x in returns],
         "eval_wall_s": time.perf_counter() - t0,
         "train_episodes": len(agent.returns),
-        "config": {"preset": preset or None, **config},
+        "config": recorded_config(algo, cfg),
     }
 
 
@@ -360,8 +427,8 @@ def _versions() -> dict[str, str]:
 def claim(task: dict[str, Any]) -> Iterator[bool]:
     """Hold ``task`` for this process while the block runs; yields False when it is not ours to run.
 
-    Not ours: another live process holds its lock, or its run file exists (written by another process since
-    this one planned) and ``task["force"]`` is not set. The lock is ``flock`` on ``<cache>/claims/<key>.lock``,
+    Not ours: another live process holds its lock, or it has a current run file (written by another process
+    since this one planned; a stale file does not count) and ``task["force"]`` is not set. The lock is ``flock`` on ``<cache>/claims/<key>.lock``,
     which the kernel releases when its holder exits or is killed: a stopped session leaves no stale claim.
     """
     path = Path(task["cache"]) / "claims" / f"{task['key']}.lock"
@@ -372,7 +439,7 @@ def claim(task: dict[str, Any]) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield bool(task.get("force")) or not (Path(task["runs_dir"]) / f"{task['key']}.json").is_file()
+        yield bool(task.get("force")) or not current_run_file(task)
 
 
 def run_one(task: dict[str, Any]) -> dict[str, Any] | None:
@@ -437,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--onpolicy-steps", type=int, default=None, help="on-policy budget (default 1_000_000)")
     ap.add_argument("--offpolicy-steps", type=int, default=None, help="off-policy budget (default 200_000)")
     ap.add_argument("--algos", nargs="+", type=check_algo, default=None,
-                    help="mdpo, mdpo:<preset> (e.g. mdpo:release, mdpo:tuned), ppo, trpo, mdpo-off[:<preset>], sac "
+                    help="mdpo, mdpo:<preset> (e.g. mdpo:release, mdpo:release-run-budget), ppo, trpo, mdpo-off[:<preset>], sac "
                     "(default: mdpo ppo mdpo-off sac)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=2,
                     help="parallel runs (processes), 1 torch thread each; 0: in this process, one after another")  # fmt: skip
@@ -463,6 +530,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--results-dir", type=Path, default=None)
     ap.add_argument("--img-dir", type=Path, default=None)
     ap.add_argument("--baseline", default=None, help="on-policy algorithm of the rank tests (default ppo; off: sac)")
+    ap.add_argument("--rename-algo", nargs=2, metavar=("OLD", "NEW"), default=None,
+                    help="rename the run files of algorithm OLD to NEW (in --runs-dir and --legacy-dir) where their "
+                    "recorded config is what NEW builds, e.g. after a defaults change; then report")  # fmt: skip
     ap.add_argument("--convert-legacy", action="store_true",
                     help="convert benchmarks/results/rl_vs_sb3_{runs,curves}.csv into run files in --legacy-dir")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true",
@@ -487,6 +557,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             RESULTS / "rl_vs_sb3_runs.csv", RESULTS / "rl_vs_sb3_curves.csv", legacy or LEGACY_DIR, run_key
         )
         print(f"converted {n} rows into {legacy or LEGACY_DIR}")
+    if args.rename_algo:
+        n = rename_algo([runs_dir, legacy], *(check_algo(a) for a in args.rename_algo))
+        print(f"renamed {n} run files from {args.rename_algo[0]} to {args.rename_algo[1]}")
     if args.suite:
         cells = [list(c) for c in SUITES[args.suite]]
         if not trpo_available():
@@ -508,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan = plan_tasks(cells, episodes, ls, dirs)
 
     if not args.report_only:
-        tasks = [dict(t, force=args.force) for t in plan if args.force or not (runs_dir / f"{t['key']}.json").is_file()]
+        tasks = [dict(t, force=args.force) for t in plan if args.force or not current_run_file(t)]
         if args.workers > 1 and not args.suite:
             tasks.sort(key=lambda t: -nominal_cost(t))  # stable: the algorithms stay interleaved
         tasks = tasks[: args.max_runs] if args.max_runs is not None else tasks
@@ -537,13 +610,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ):
                     done(i, r)
     runs = load_records([runs_dir, legacy])
+    stale = [r["key"] for r in runs if not is_current(r)]
+    if stale:
+        print(f"{len(stale)} stale run file(s) left out of the reports (their config is not what their algorithm "
+              f"builds today; the next run without --report-only runs them again): {', '.join(stale)}", flush=True)  # fmt: skip
+    runs = [r for r in runs if r["key"] not in stale]
     algos_seen = sorted({r["algo"] for r in runs})
     sources = " and ".join(f"`{os.path.relpath(d, ROOT)}`" for d in (runs_dir, legacy) if d is not None)
     general_report(runs, results, img, hyperparameters(algos_seen), sources)
     if name:
         baselines = {"on-policy": args.baseline or "ppo", "off-policy": "sac"}
         cmd = f".venv/bin/python benchmarks/rl_vs_sb3.py --suite {name} --workers 1" if args.suite else command_line()
-        rep = plan_report(name, plan, load_records([runs_dir]), results, img, baselines, cmd)
+        rep = plan_report(name, plan, [r for r in load_records([runs_dir]) if r["key"] not in stale], results, img,
+                          baselines, cmd)  # fmt: skip
         if args.update_docs:
             update_docs(ROOT / "docs" / "rl-benchmarks.md", name, rep["markdown"], results)
 

@@ -73,20 +73,27 @@ def _lrs_per_iteration(agent: MDPO) -> list[tuple[float, float]]:
     return seen
 
 
-def test_defaults_keep_both_step_sizes_constant() -> None:
+def test_defaults_adapt_the_actor_step_on_the_measured_kl_and_release_keeps_it_constant() -> None:
     cfg = MDPOConfig(**SMALL)
-    assert (cfg.anneal_lr, cfg.kl_target, cfg.kl_weight_max, cfg.clip_obs, cfg.clip_reward) == (
-        False,
-        None,
-        None,
-        None,
-        None,
-    )
-    assert _lrs_per_iteration(MDPO(cfg)) == [(3e-4, 3e-4)] * 4
+    assert (cfg.lr, cfg.anneal_lr, cfg.kl_target, cfg.kl_weight_max, cfg.clip_obs, cfg.clip_reward) == (
+        1e-3, False, 0.01, 2.0, 10.0, 10.0
+    )  # fmt: skip
+    agent = MDPO(cfg)
+    seen = _lrs_per_iteration(agent)
+    kls = [h["losses/approx_kl"] for h in agent.progress.history]
+    expected = [1e-3]
+    for kl in kls[:-1]:  # η_{k+1} from iteration k's KL (rl_games' rule), the critic's lr untouched
+        expected.append(adapt_lr(expected[-1], kl, 0.01, cfg.lr_min, cfg.lr_max))
+    assert [a for a, _ in seen] == pytest.approx(expected, rel=1e-12)
+    assert {c for _, c in seen} == {3e-4}
+    assert len(set(expected)) > 1  # the rule moved the step in this run, so the check above has teeth
+    release = MDPOConfig.from_preset("release", **SMALL)
+    assert (release.kl_target, release.kl_weight_max, release.clip_obs, release.clip_reward) == (None,) * 4
+    assert _lrs_per_iteration(MDPO(release)) == [(3e-4, 3e-4)] * 4
 
 
 def test_anneal_lr_follows_the_linear_schedule_for_actor_and_critic() -> None:
-    agent = MDPO(MDPOConfig(**SMALL, anneal_lr=True, lr=1e-3, vf_lr=2e-3))
+    agent = MDPO(MDPOConfig(**SMALL, anneal_lr=True, lr=1e-3, vf_lr=2e-3, kl_target=None))
     seen = _lrs_per_iteration(agent)
     expected = [(1e-3 * (1 - (k - 1) / 4), 2e-3 * (1 - (k - 1) / 4)) for k in (1, 2, 3, 4)]
     assert np.asarray(seen) == pytest.approx(np.asarray(expected), rel=1e-12)
@@ -128,7 +135,7 @@ def test_clip_obs_bounds_the_observations_the_actor_sees_in_training_and_in_the_
     agent = MDPO(MDPOConfig(**SMALL, clip_obs=bound))
     obs = agent.collect()["obs"]
     assert np.abs(obs).max() == pytest.approx(bound)  # reached, so the clip binds ...
-    assert np.abs(MDPO(MDPOConfig(**SMALL)).collect()["obs"]).max() > 2 * bound  # ... and without it they go past
+    assert np.abs(MDPO(MDPOConfig(**SMALL, clip_obs=None)).collect()["obs"]).max() > 2 * bound  # ... unclipped: past
     raw = np.array([[50.0, -50.0, 8.0]])
     assert np.abs(agent.policy().normalize(raw)).max() == pytest.approx(bound)
     agent.save_policy(tmp_path / "policy.pt")
@@ -145,7 +152,18 @@ def test_clip_reward_bounds_the_rewards_the_agent_sees() -> None:
         return np.abs(np.concatenate(out))
 
     assert rewards(clip_reward=0.05).max() == pytest.approx(0.05)
-    assert rewards().max() > 0.1  # the same rollout unclipped goes past the bound
+    assert rewards(clip_reward=None).max() > 0.1  # the same rollout unclipped goes past the bound
+
+
+def test_the_clips_belong_to_the_normalisation_and_do_nothing_without_it() -> None:
+    # as SB3 VecNormalize's clip_obs/clip_reward: the default ±10 must not clip a normalize=False run's raw values
+    def rollout(**clips: float | None) -> dict[str, np.ndarray]:
+        return MDPO(MDPOConfig(**SMALL, normalize=False, **clips)).collect()
+
+    raw, clipped = rollout(clip_obs=None, clip_reward=None), rollout(clip_obs=0.3, clip_reward=0.05)
+    assert np.abs(raw["obs"]).max() > 0.3  # the bound would bind on these observations if it applied
+    for key in ("obs", "advantages"):
+        np.testing.assert_array_equal(raw[key], clipped[key])
 
 
 def test_resume_with_every_new_option_equals_the_uninterrupted_run(tmp_path: Path) -> None:
@@ -167,7 +185,7 @@ def test_resume_with_every_new_option_equals_the_uninterrupted_run(tmp_path: Pat
 
 
 def test_a_checkpoint_from_before_the_options_resumes_with_them_off(tmp_path: Path) -> None:
-    agent = MDPO(MDPOConfig(**SMALL))
+    agent = MDPO(MDPOConfig.from_preset("release-run-budget", **SMALL))  # the defaults before the options
     agent.learn(stop_after=1)
     path = agent.save(tmp_path / "checkpoint.pt")
     blob = read_checkpoint(path)
@@ -176,7 +194,9 @@ def test_a_checkpoint_from_before_the_options_resumes_with_them_off(tmp_path: Pa
     blob["progress"] = {k: v for k, v in blob["progress"].items() if k != "actor_lr"}
     write_atomic(blob, path)
     resumed = MDPO.load(path)
+    # the step it was trained with (the options off), not today's defaults
     assert (resumed.cfg.anneal_lr, resumed.cfg.kl_target, resumed.progress.actor_lr) == (False, None, None)
+    assert (resumed.cfg.kl_weight_max, resumed.cfg.clip_obs, resumed.cfg.clip_reward) == (None, None, None)
     resumed.learn()
     assert resumed.progress.iteration == 4
 
@@ -192,8 +212,6 @@ def test_a_checkpoint_from_before_the_options_resumes_with_them_off(tmp_path: Pa
         ({"lr_min": 0.0}, "lr_min must be a finite number > 0"),
         ({"lr_min": 1e-2, "lr_max": 1e-3}, "need lr_min ≤ lr_max"),
         ({"kl_target": 0.01, "lr": 0.1}, r"lr \(0.1\) must lie in \[lr_min, lr_max\]"),
-        ({"clip_obs": 10.0, "normalize": False}, "clip_obs clips the normalised values: it needs normalize=True"),
-        ({"clip_reward": 10.0, "normalize": False}, "clip_reward clips the normalised values"),
         ({"anneal_lr": "yes"}, "anneal_lr must be true or false"),
     ],
 )

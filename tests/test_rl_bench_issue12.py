@@ -77,12 +77,45 @@ def _check(tmp: Path, algos: list[str], baseline: str, capsys: Any) -> None:
 
 
 def test_nashmp_runs_files_skip_and_report(tmp_path: Path, capsys: Any) -> None:
-    _check(tmp_path, ["mdpo", "mdpo:tuned"], "mdpo", capsys)
+    _check(tmp_path, ["mdpo", "mdpo:release"], "mdpo", capsys)
 
 
 def test_against_sb3_ppo(tmp_path: Path, capsys: Any) -> None:
     pytest.importorskip("stable_baselines3")
-    _check(tmp_path, ["mdpo:tuned", "ppo"], "ppo", capsys)
+    _check(tmp_path, ["mdpo:release", "ppo"], "ppo", capsys)
+
+
+def test_a_stale_run_file_is_left_out_and_run_again_and_a_rename_must_keep_the_config(
+    tmp_path: Path, capsys: Any
+) -> None:
+    _main(tmp_path, ["mdpo"])
+    first, second = sorted((tmp_path / "runs").glob("*.json"))
+    record = json.loads(first.read_text())
+    record["config"]["lr"] = 3e-4  # as if it had run under defaults that have changed since
+    first.write_text(json.dumps(record))
+    capsys.readouterr()
+    _main(tmp_path, ["mdpo"], "--report-only")
+    assert (
+        f"1 stale run file(s) left out of the reports (their config is not what their algorithm builds today; "
+        f"the next run without --report-only runs them again): {record['key']}" in capsys.readouterr().out
+    )
+    assert json.loads((tmp_path / "results" / "rl_vs_sb3_quick.json").read_text())["done"] == 1
+    mtime = second.stat().st_mtime_ns
+    _main(tmp_path, ["mdpo"])
+    assert "1 of 2 planned runs have run files; 1 to do" in capsys.readouterr().out
+    assert json.loads(first.read_text())["config"]["lr"] == 1e-3 and second.stat().st_mtime_ns == mtime
+
+    with pytest.raises(SystemExit, match=r"its config differs in \['clip_obs', 'clip_reward', 'kl_target'"):
+        rl_vs_sb3.rename_algo([tmp_path / "runs"], "mdpo", "mdpo:release-run-budget")
+    assert sorted((tmp_path / "runs").glob("*.json")) == [first, second]  # nothing renamed
+    _main(tmp_path, ["mdpo:tuned"], "--rename-algo", "mdpo", "mdpo:tuned", "--report-only")  # the same config
+    renamed = sorted((tmp_path / "runs").glob("*.json"))
+    assert [p.name for p in renamed] == [p.name.replace("__mdpo__", "__mdpo+tuned__") for p in (first, second)]
+    records = [json.loads(p.read_text()) for p in renamed]
+    assert {(r["algo"], r["label"], r["config"]["preset"]) for r in records} == {
+        ("mdpo:tuned", "MDPO (tuned)", "tuned")
+    }
+    assert json.loads((tmp_path / "results" / "rl_vs_sb3_quick.json").read_text())["done"] == 2
 
 
 def test_issue12_plan_is_seed_major() -> None:
@@ -131,7 +164,7 @@ def test_claim_holds_a_run_for_one_process_and_dies_with_it(tmp_path: Path) -> N
         assert ours
 
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "k.json").write_text("{}")  # another process finished it since this one planned
+    (tmp_path / "runs" / "k.json").write_text('{"algo": "ppo"}')  # another process finished it since this one planned
     with rl_vs_sb3.claim(task) as ours:
         assert not ours
     with rl_vs_sb3.claim(dict(task, force=True)) as ours:  # --force re-runs it
@@ -151,3 +184,18 @@ def test_a_run_another_process_holds_is_left_to_it(tmp_path: Path, capsys: Any) 
     _main(tmp_path, ["mdpo"])  # released: the next process runs it
     assert "1 of 2 planned runs have run files; 1 to do" in capsys.readouterr().out
     assert sorted(p.stem for p in (tmp_path / "runs").glob("*.json")) == sorted(t["key"] for t in plan)
+
+
+def test_kl_sweep_settings_keep_the_step_they_were_measured_with() -> None:
+    import dataclasses
+
+    import mdpo_kl_sweep
+    from nashmp.rl.mdpo import MDPOConfig
+
+    def config(name: str) -> dict[str, Any]:
+        return dataclasses.asdict(mdpo_kl_sweep.setting_config(name, "Hopper-v5"))
+
+    assert config("defaults") == dataclasses.asdict(MDPOConfig.from_preset("release-run-budget", env_id="Hopper-v5"))
+    assert config("tuned") == dataclasses.asdict(MDPOConfig(env_id="Hopper-v5"))  # the defaults since 2026-12-07
+    capped = config("kl0.01_cap2")  # a grid cell: its fields over the old step, no clipping
+    assert (capped["lr"], capped["kl_target"], capped["kl_weight_max"], capped["clip_obs"]) == (1e-3, 0.01, 2.0, None)

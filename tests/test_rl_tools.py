@@ -49,20 +49,29 @@ def test_zoo_preset_is_per_environment_version_agnostic_and_explicit_fields_win(
     assert MDPOOffConfig.from_preset("zoo", env_id="Pendulum-v1").lr == 1e-3
 
 
-def test_tuned_preset_is_the_kl_sweep_candidate_and_says_what_it_was_not_chosen_on() -> None:
+def test_tuned_is_the_defaults_and_the_release_presets_restore_the_release_step() -> None:
+    import dataclasses
+
     entry = load_presets()["mdpo"]["tuned"]
-    assert "chosen on KL per iteration only; returns at 1M steps not yet measured" in entry["description"]
-    cfg = MDPOConfig.from_preset("tuned", env_id="HalfCheetah-v5")
-    assert (cfg.lr, cfg.sgd_steps, cfg.kl_target, cfg.kl_weight_max) == (1e-3, 10, 0.01, 2.0)
-    assert (cfg.clip_obs, cfg.clip_reward, cfg.anneal_lr) == (10.0, 10.0, False)
-    defaults = MDPOConfig()  # the preset is opt-in: the defaults stay the release's step
-    assert (defaults.lr, defaults.sgd_steps, defaults.kl_target, defaults.kl_weight_max) == (3e-4, 10, None, None)
+    assert entry["description"].startswith("The defaults since 2026-12-07")
+    defaults = dataclasses.asdict(MDPOConfig(env_id="HalfCheetah-v5"))
+    assert dataclasses.asdict(MDPOConfig.from_preset("tuned", env_id="HalfCheetah-v5")) == defaults
+    step = {"lr": 3e-4, "kl_target": None, "kl_weight_max": None, "clip_obs": None, "clip_reward": None}
+    assert {k: defaults[k] for k in step} == {"lr": 1e-3, "kl_target": 0.01, "kl_weight_max": 2.0,
+                                              "clip_obs": 10.0, "clip_reward": 10.0}  # fmt: skip
+    for name, schedule_steps in (("release-run-budget", None), ("release", 10_000_000)):
+        cfg = dataclasses.asdict(MDPOConfig.from_preset(name, env_id="HalfCheetah-v5"))
+        # exactly the step fields (and the release's 10M-step t_k budget) differ from the defaults
+        assert cfg == {**defaults, **step, "schedule_steps": schedule_steps}
 
 
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: MDPOConfig.from_preset("nosuch"), "unknown preset 'nosuch' for mdpo; presets: release, tuned, zoo"),
+        (
+            lambda: MDPOConfig.from_preset("nosuch"),
+            "unknown preset 'nosuch' for mdpo; presets: release, release-run-budget, tuned, zoo",
+        ),
         (lambda: MDPOConfig.from_preset("release", n_stpes=3), r"unknown MDPOConfig field\(s\) \['n_stpes'\]"),
         (lambda: MDPOConfig.from_preset("zoo", env_id="FrozenLake-v1"), "no entry for 'FrozenLake-v1'"),
         (lambda: MDPOConfig.from_preset("release", lr="fast"), "lr must be a number"),

@@ -336,8 +336,12 @@ def checkpoint_algo(blob: dict[str, Any]) -> str:
     raise CheckpointError(f"the checkpoint names an unknown algorithm {algo!r}.")
 
 
-def checkpoint_config(config_cls: type, blob: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    """The agent config saved in ``blob`` (+ ``overrides``), treated as untrusted input.
+def checkpoint_config(
+    config_cls: type, blob: dict[str, Any], overrides: dict[str, Any], absent: dict[str, Any] | None = None
+) -> Any:
+    """The agent config saved in ``blob`` (+ ``overrides``), treated as untrusted input; a field the file lacks
+    takes its value from ``absent`` where given (what a checkpoint from before that field ran with), else the
+    config's default.
 
     Every field is coerced to its declared type, unknown fields are refused, and the environment id must be a
     registered gymnasium id without a ``module:`` prefix — gymnasium imports that module to make the env, so a
@@ -352,7 +356,7 @@ def checkpoint_config(config_cls: type, blob: dict[str, Any], overrides: dict[st
     if not isinstance(saved, dict):
         raise CheckpointError("the checkpoint's config is not a mapping of field: value.")
     try:
-        fields = coerce_fields(config_cls, {**saved, **overrides})
+        fields = coerce_fields(config_cls, {**(absent or {}), **saved, **overrides})
     except NashMPValueError as exc:
         raise CheckpointError(f"the checkpoint's config is invalid: {exc}") from None
     env_id = fields.get("env_id")

@@ -179,16 +179,18 @@ def make_vec_env(
     clip_reward: float | None = None,
 ) -> gym.vector.VectorEnv:
     """Synchronous vector env with episode statistics and (optionally) observation/reward normalisation, the
-    normalised values then clipped to ±``clip_obs`` / ±``clip_reward`` (SB3 VecNormalize's order)."""
+    normalised values then clipped to ±``clip_obs`` / ±``clip_reward`` (SB3 VecNormalize's order; like its
+    clips, part of the normalisation: without ``normalize`` nothing is clipped)."""
     # NEXT_STEP autoreset (gymnasium's default, the only one its normalisation wrappers accept): the step that
     # ends an episode returns the final observation, and the following step resets that sub-env (its action is
     # ignored). The agent masks those reset transitions out.
     factory = functools.partial(make_env, env_id, dict(env_kwargs or {}), tuple(wrappers))
     env: gym.vector.VectorEnv = gym.vector.SyncVectorEnv([factory] * num_envs)
     env = vw.RecordEpisodeStatistics(env)
-    if normalize:
-        env = vw.NormalizeObservation(env)
-        env = vw.NormalizeReward(env, gamma=gamma)
+    if not normalize:
+        return env
+    env = vw.NormalizeObservation(env)
+    env = vw.NormalizeReward(env, gamma=gamma)
     if clip_obs is not None:  # gymnasium has no ClipObservation; np.clip through its TransformObservation
         env = vw.TransformObservation(env, functools.partial(np.clip, a_min=-clip_obs, a_max=clip_obs))
     if clip_reward is not None:

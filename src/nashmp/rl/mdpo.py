@@ -14,20 +14,25 @@ official release unless marked *ours*):
 * KL: analytic, reverse direction KL(π_new‖π_old), diagonal Gaussian (continuous) or categorical (discrete);
 * step schedule: t_k = 1 − (k−1)/K, so the KL weight 1/t_k rises from 1. The release sets K from a 10M-step
   budget; *ours*: K is ``schedule_steps // n_steps`` with ``schedule_steps`` defaulting to the run's
-  ``total_steps`` (set it to 10_000_000 to reproduce the paper's slower schedule — documented in README);
-* no ratio clipping, no entropy bonus; policy gradient-norm clip 0.5; Adam lr 3e-4 (eps 1e-5);
-* critic: separate 64-64 tanh MLP, 5 epochs of minibatches of 128, PPO-style value clip 0.2;
+  ``total_steps`` (``--preset release`` sets 10_000_000, the paper's slower schedule), and the weight is
+  capped (below);
+* no ratio clipping, no entropy bonus; policy gradient-norm clip 0.5; Adam eps 1e-5; the release's actor
+  lr 3e-4 (*ours*: 1e-3, below);
+* critic: separate 64-64 tanh MLP, lr 3e-4, 5 epochs of minibatches of 128, PPO-style value clip 0.2;
 * GAE(γ = 0.99, λ = 0.95), advantages standardised over the batch; *ours*: time-limit truncations bootstrap
   from V(s_T) instead of cutting (the release cut at any ``done``);
 * observation and reward normalisation (gymnasium wrappers), actions clipped to the Box before ``step``;
 * 64-64 tanh actor, orthogonal init (gain √2, head 0.01), state-independent log-std initialised at 0
   (nashmp.rl.networks).
 
-*Ours*, all off by default (the release's behaviour): ``anneal_lr`` (linear step-size annealing),
-``kl_target`` (an adaptive actor lr on the measured KL per iteration), ``kl_weight_max`` (a cap on 1/t_k) —
-their formulas in :mod:`nashmp.rl.schedules` — and ``clip_obs`` / ``clip_reward`` (clipping after
-normalisation, as SB3's VecNormalize). Why they exist: issue 12 measured that with the release's step
-(m = 10, lr 3e-4) an iteration moves KL ≈ 1e-3, a tenth of PPO's; benchmarks/mdpo_kl_sweep.py measures it.
+**The step: ours, not the release's.** With the release's step (m = 10 Adam steps at lr 3e-4, 1/t_k
+uncapped) an iteration moves KL(π_{k+1}‖π_k) ≈ 1e-3, a tenth of PPO's on the same data, and less as 1/t_k
+grows (issue 12; benchmarks/mdpo_kl_sweep.py). The defaults therefore are: actor lr 1e-3, adapted on the
+measured KL per iteration (``kl_target`` 0.01: rl_games' rule), 1/t_k capped at 2 (``kl_weight_max``), and
+normalised observations and rewards clipped at ±10 (``clip_obs``, ``clip_reward``: SB3 VecNormalize's
+values). Chosen by a pre-registered rule on 1M-step returns, 5 seeds on HalfCheetah-, Hopper- and
+Walker2d-v5 (docs/rl-benchmarks.md); ``--preset release`` restores the release's step. ``anneal_lr``
+(linear step-size annealing) stays off. Formulas: :mod:`nashmp.rl.schedules`.
 
 Metrics: :data:`METRICS` (CleanRL's names where they mean the same thing; the table in docs/rl.md).
 """
@@ -76,7 +81,7 @@ METRICS: dict[str, str] = {
     "losses/entropy": "mean entropy of π_{k+1} over the batch",
     "losses/grad_norm": "actor gradient norm before clipping, mean over the m Adam steps",
     "losses/explained_variance": "1 − Var(returns − V)/Var(returns) of the rollout's values",
-    "train/kl_weight": "1/t_k, the weight of the KL term",
+    "train/kl_weight": "w_k = min(1/t_k, kl_weight_max), the weight of the KL term",
     "train/log_std": "mean log-std of the Gaussian policy after the update (blank for discrete actions)",
     "eval/mean_return": "mean return of the periodic deterministic evaluation (rows with an evaluation)",
     "eval/std_return": "std of the evaluation returns",
@@ -104,8 +109,8 @@ class MDPOConfig:
     """m: full-batch Adam steps on the MDPO loss per iteration."""
     schedule_steps: int | None = None
     """Budget that defines K in t_k = 1 − (k−1)/K (None: total_steps; the paper's release used 10M)."""
-    lr: float = 3e-4
-    """Adam step size of the actor (MDPO loss)."""
+    lr: float = 1e-3
+    """Adam step size of the actor (MDPO loss); with kl_target, its starting value (the release: 3e-4)."""
     vf_lr: float = 3e-4
     """Adam step size of the critic."""
     gamma: float = 0.99
@@ -125,22 +130,24 @@ class MDPOConfig:
     """Width of the two tanh hidden layers of the actor and the critic."""
     normalize: bool = True
     """Normalise observations and rewards (gymnasium wrappers; their statistics are checkpointed)."""
-    clip_obs: float | None = None
-    """Clip normalised observations to ±clip_obs, in training and in the policy file (SB3 VecNormalize: 10;
-    None: off; needs normalize)."""
-    clip_reward: float | None = None
-    """Clip normalised rewards to ±clip_reward (SB3 VecNormalize: 10; None: off; needs normalize)."""
+    clip_obs: float | None = 10.0
+    """Clip normalised observations to ±clip_obs, in training and in the policy file (SB3 VecNormalize's 10;
+    None: off, as the release; part of the normalisation, so no effect with normalize=False)."""
+    clip_reward: float | None = 10.0
+    """Clip normalised rewards to ±clip_reward (SB3 VecNormalize's 10; None: off, as the release; no effect
+    with normalize=False: clip raw rewards with --wrapper ClipReward)."""
     anneal_lr: bool = False
     """Anneal both step sizes linearly, by 1 − (k−1)/N in iteration k of N (CleanRL/SB3 PPO; nashmp.rl.schedules)."""
-    kl_target: float | None = None
+    kl_target: float | None = 0.01
     """Adaptive actor lr on the measured KL(π_{k+1}‖π_k) per iteration: ÷1.5 above 2·kl_target, ×1.5 below
-    kl_target/2, within [lr_min, lr_max] (rl_games' rule; None: off; nashmp.rl.schedules)."""
+    kl_target/2, within [lr_min, lr_max] (rl_games' rule; None: a constant lr, as the release;
+    nashmp.rl.schedules)."""
     lr_min: float = 1e-6
     """Lower bound of the adaptive actor lr (kl_target only)."""
     lr_max: float = 1e-2
     """Upper bound of the adaptive actor lr (kl_target only)."""
-    kl_weight_max: float | None = None
-    """Cap on the KL weight 1/t_k, i.e. t_k ≥ 1/kl_weight_max (None: uncapped, rising to K)."""
+    kl_weight_max: float | None = 2.0
+    """Cap on the KL weight 1/t_k, i.e. t_k ≥ 1/kl_weight_max (None: uncapped, rising to K, as the release)."""
     eval_episodes: int = 10
     """Episodes of each deterministic evaluation, periodic and final (``--eval-episodes``; ≥ 1)."""
     eval_every: int = 0
@@ -180,6 +187,11 @@ class MDPOConfig:
         from .presets import config_from_preset
 
         return config_from_preset("mdpo", preset, **fields)
+
+
+# The step options as they were before they existed (the release's step). A checkpoint written before them
+# lacks these fields and must resume as it was trained, not with today's defaults.
+OPTIONS_OFF: dict[str, Any] = {"clip_obs": None, "clip_reward": None, "kl_target": None, "kl_weight_max": None}
 
 
 # --------------------------------------------------------------------------- pure functions (tested by hand)
@@ -474,7 +486,7 @@ class MDPO:
         """Resume from :meth:`save` (``overrides`` may extend e.g. ``total_steps``; ``blob``: the file already
         read by :func:`~nashmp.rl.checkpoint.read_checkpoint`, so that a large replay buffer is read once)."""
         blob = read_checkpoint(path) if blob is None else blob
-        agent = cls(checkpoint_config(MDPOConfig, blob, overrides))
+        agent = cls(checkpoint_config(MDPOConfig, blob, overrides, absent=OPTIONS_OFF))
         load_agent_state(agent, blob)
         agent.progress.history = current_names(agent.progress.history, LEGACY_NAMES)
         return agent

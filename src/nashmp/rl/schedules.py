@@ -72,9 +72,3 @@ def check_schedule_fields(cfg: Any) -> None:
         raise InvalidParameterError(
             f"with kl_target the actor's lr ({cfg.lr}) must lie in [lr_min, lr_max] = [{cfg.lr_min}, {cfg.lr_max}]."
         )
-    for name in ("clip_obs", "clip_reward"):
-        if getattr(cfg, name) is not None and not cfg.normalize:
-            raise InvalidParameterError(
-                f"{name} clips the normalised values: it needs normalize=True (for raw rewards use --wrapper "
-                "ClipReward)."
-            )
