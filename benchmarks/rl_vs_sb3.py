@@ -28,8 +28,8 @@ cost interleaved) and the **learning curve**: the mean return of the last 10 fin
 (ddof = 1) over seeds of the per-seed evaluation mean.
 
 Algorithms: ``mdpo`` (MDPOConfig defaults), ``mdpo:<preset>`` (``MDPOConfig.from_preset(<preset>)``, any preset
-of src/nashmp/rl/presets.json, e.g. ``mdpo:release``, ``mdpo:release-run-budget``), ``ppo``, ``trpo`` (sb3-contrib
-``TRPO("MlpPolicy")`` defaults, same ``VecNormalize`` as PPO), ``mdpo-off[:<preset>]``, ``sac``. Every run also
+of src/nashmp/rl/presets.json, e.g. ``mdpo:release``, ``mdpo:release-run-budget``), ``ppo``, ``trpo``
+(sb3-contrib ``TRPO("MlpPolicy")`` defaults, same ``VecNormalize`` as PPO), ``mdpo-off[:<preset>]``, ``sac``. Every run also
 records its **KL per iteration**: MDPO's ``losses/approx_kl`` (exact KL(π_{k+1}‖π_k) after the update), PPO's
 ``train/approx_kl`` and TRPO's ``train/kl_divergence_loss`` (read from the SB3 logger by a callback).
 
@@ -42,8 +42,8 @@ Commands (from the repository root)::
     .venv/bin/python benchmarks/rl_vs_sb3.py --report-only        # rebuild the all-runs tables/plots
 
 ``--suite issue12``: on-policy 1M steps (999,424: whole iterations) on HalfCheetah-v5, Hopper-v5, Walker2d-v5,
-seeds 0-4, mdpo, mdpo:release, mdpo:release-run-budget, ppo, trpo (if sb3-contrib imports); off-policy 100k steps on
-Hopper-v5 and HalfCheetah-v5, seeds 0-2, mdpo-off vs sac. Runs are scheduled seed-major (seed 0 of every
+seeds 0-4, mdpo, mdpo:release, mdpo:release-run-budget, ppo, trpo (if sb3-contrib imports); off-policy 100k
+steps on Hopper-v5 and HalfCheetah-v5, seeds 0-2, mdpo-off vs sac. Runs are scheduled seed-major (seed 0 of every
 (env, algorithm) cell, then seed 1, ...), so a partial table stays balanced.
 
 Every finished run writes one **run file**, ``benchmarks/results/rl_vs_sb3/runs/<key>.json`` (a few KB: its row
@@ -51,8 +51,9 @@ of ``rl_vs_sb3_runs.csv``, its evaluation returns, its learning curve and KL ser
 points; meant to be committed), and a run whose file exists is skipped (``--force`` re-runs it). The full-
 resolution result also goes to the uncommitted cache ``runs/rl_vs_sb3/``. A nashmp run file records its
 config; one whose config is no longer what its algorithm name builds (the defaults or a preset changed) is
-**stale**: it is left out of the reports, named, and run again (:func:`is_current`). Several suite processes (or
-sessions) on one machine share one plan: each run is claimed by a lock file in the cache (:func:`claim`), so a
+**stale**: it is left out of the reports, named, and run again (:func:`is_current`); ``--rename-algo OLD NEW``
+moves runs to the name that now builds their config. Several suite processes (or sessions) on one machine
+share one plan: each run is claimed by a lock file in the cache (:func:`claim`), so a
 second ``--suite issue12`` process started beside a first one takes the next unclaimed run. The reports are
 rebuilt from the run files alone, plus ``benchmarks/results/rl_vs_sb3/legacy/`` (the rows from before run
 files, converted once with ``--convert-legacy``): ``benchmarks/results/rl_vs_sb3_{runs,summary,curves}.csv``,
@@ -108,9 +109,8 @@ KL_KEYS = ("train/approx_kl", "train/kl_divergence_loss")  # SB3 PPO, sb3-contri
 # --suite NAME: the planned runs, as (family, envs, algos, steps, seeds); scheduled seed-major (see plan_tasks)
 SUITES: dict[str, list[tuple[str, list[str], list[str], int, int]]] = {
     "issue12": [
-        ("on-policy", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"], ["mdpo", "mdpo:release", "mdpo:release-run-budget", "ppo",
-         "trpo"],
-         1_000_000, 5),
+        ("on-policy", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"],
+         ["mdpo", "mdpo:release", "mdpo:release-run-budget", "ppo", "trpo"], 1_000_000, 5),
         ("off-policy", ["Hopper-v5", "HalfCheetah-v5"], ["mdpo-off", "sac"], 100_000, 3),
     ],
 }  # fmt: skip
@@ -428,8 +428,9 @@ def claim(task: dict[str, Any]) -> Iterator[bool]:
     """Hold ``task`` for this process while the block runs; yields False when it is not ours to run.
 
     Not ours: another live process holds its lock, or it has a current run file (written by another process
-    since this one planned; a stale file does not count) and ``task["force"]`` is not set. The lock is ``flock`` on ``<cache>/claims/<key>.lock``,
-    which the kernel releases when its holder exits or is killed: a stopped session leaves no stale claim.
+    since this one planned; a stale file does not count) and ``task["force"]`` is not set. The lock is
+    ``flock`` on ``<cache>/claims/<key>.lock``, which the kernel releases when its holder exits or is killed:
+    a stopped session leaves no stale claim.
     """
     path = Path(task["cache"]) / "claims" / f"{task['key']}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
