@@ -236,7 +236,8 @@ def report(data: dict[str, Any]) -> str:
     return (
         "# On-policy MDPO: KL per iteration by setting, next to SB3 PPO on the same data\n\n"
         "Written by `benchmarks/mdpo_kl_sweep.py` (protocol in its docstring). A setting's fields apply over the "
-        "preset `release-run-budget` (the defaults until 2026-12-07); `tuned` is that preset (the defaults since). "
+        "preset `release-run-budget` (the defaults until 2026-12-07); `tuned` is the preset of that name (the defaults "
+        "since). "
         "Each row: "
         "`--iterations` iterations of 2048 steps of a 1M-step run's config, from its start (run fraction 0) "
         "or with the iteration counter started at that fraction of the run (t_k and annealing as late in the "
