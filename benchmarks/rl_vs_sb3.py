@@ -271,8 +271,8 @@ def rename_algo(folders: Sequence[Path | None], old: str, new: str) -> int:
             record = json.loads(path.read_text())
             if record["algo"] != old:
                 continue
-            key = run_key(record["env"], new, record["steps"], record["seed"], record["eval_episodes"],
-                          None if record["learning_starts"] == warmup_of({"algo": old}) else record["learning_starts"])  # fmt: skip
+            env = record["env"]  # the key with its algorithm part swapped: budget, seed, episodes, warm-up kept
+            key = record["key"].replace(f"{env}__{old.replace(':', '+')}__", f"{env}__{new.replace(':', '+')}__", 1)
             if key == record["key"] or (folder / f"{key}.json").exists():
                 raise SystemExit(f"cannot rename {path.name}: {key}.json exists or is the same file")
             if record.get("config") is not None:
